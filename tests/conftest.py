@@ -1,0 +1,82 @@
+"""Shared fixtures: synthetic pyramidal TIFFs (same scene at 0.125 / 0.25 / 0.5 um/px), tiny random bundles,
+and the shared real data (skipped when ``../shared/data`` is absent)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wsi_amf.synthetic import Scene, random_scene, write_pyramidal_tiff
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SCENE_UM = 512.0
+# Mitotic figures of the scene, in micrometres (the last three atypical-looking).
+MITOSES_UM = [(100.0, 100.0), (256.0, 128.0), (400.0, 300.0), (150.0, 420.0), (300.0, 250.0),
+              (60.0, 300.0), (450.0, 80.0), (350.0, 460.0)]
+ATYPICAL = [False] * 5 + [True] * 3
+
+
+@dataclass(frozen=True)
+class SyntheticSlide:
+    path: Path
+    mpp: float
+    image: np.ndarray  # level 0 as rendered
+
+    def px(self, x_um: float, y_um: float) -> tuple[float, float]:
+        return x_um / self.mpp, y_um / self.mpp
+
+
+@pytest.fixture(scope="session")
+def scene() -> Scene:
+    return random_scene(SCENE_UM, SCENE_UM, n_nuclei=150, mitoses_um=MITOSES_UM, atypical=ATYPICAL, seed=3)
+
+
+@pytest.fixture(scope="session")
+def slides(tmp_path_factory: pytest.TempPathFactory, scene: Scene) -> dict[float, SyntheticSlide]:
+    """The same tissue at three resolutions, each a tiled pyramidal TIFF with lossless (deflate) tiles."""
+    root = tmp_path_factory.mktemp("slides")
+    out = {}
+    for mpp, downsamples in ((0.125, (1, 2, 8)), (0.25, (1, 4)), (0.5, (1, 4))):
+        img = scene.render(mpp)
+        path = write_pyramidal_tiff(root / f"scene_{mpp:g}.tif", img, mpp=mpp, downsamples=downsamples)
+        out[mpp] = SyntheticSlide(path, mpp, img)
+    return out
+
+
+@pytest.fixture(scope="session")
+def slide025(slides: dict[float, SyntheticSlide]) -> SyntheticSlide:
+    return slides[0.25]
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory):
+    """Two randomly initialised resnet10t members at 64 px (plumbing, not accuracy)."""
+    from wsi_amf.bundle import random_bundle
+
+    return random_bundle(tmp_path_factory.mktemp("bundle") / "tiny", architecture="resnet10t", members=2,
+                         input_size=64, crop_fraction=0.6, mpp=0.25, threshold=0.5)
+
+
+def write_points_csv(path: Path, xy, extra: dict[str, list] | None = None) -> Path:
+    extra = extra or {}
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(",".join(["x", "y", *extra]) + "\n")
+        for i, (x, y) in enumerate(xy):
+            fh.write(",".join([f"{x:g}", f"{y:g}", *(str(v[i]) for v in extra.values())]) + "\n")
+    return path
+
+
+@pytest.fixture()
+def mitosis_points(tmp_path: Path, slide025: SyntheticSlide) -> Path:
+    xy = [slide025.px(x, y) for x, y in MITOSES_UM]
+    return write_points_csv(tmp_path / "det.csv", xy, {"id": [f"m{i}" for i in range(len(xy))]})
+
+
+def shared_file(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data not present: {path}")
+    return path

@@ -1,0 +1,21 @@
+"""wsi-amf: classify candidate mitotic figures on whole-slide images as normal or atypical.
+
+The data flow, one module per step: ``slide`` -> ``points`` -> ``cache`` -> ``ensemble`` (``bundle``,
+``preprocess``) -> ``screen`` -> ``outputs``.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .bundle import BundleConfig, ModelBundle, load_bundle
+from .errors import BundleError, CacheError, DatasetError, OptionError, PointsError, SlideError, WsiAmfError
+from .points import Points, read_points
+from .screen import ScreenResult, screen
+from .slide import Slide
+
+__all__ = [
+    "BundleConfig", "BundleError", "CacheError", "DatasetError", "ModelBundle", "OptionError", "Points",
+    "PointsError", "ScreenResult", "Slide", "SlideError", "WsiAmfError", "load_bundle", "read_points", "screen",
+    "__version__",
+]

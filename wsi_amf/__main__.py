@@ -1,0 +1,3 @@
+from wsi_amf.cli import main
+
+main(prog_name="wsi-amf")

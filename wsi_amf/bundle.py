@@ -1,0 +1,241 @@
+"""Model bundles: a directory with ``bundle.json`` and one ``member-K.safetensors`` per ensemble member.
+
+``bundle.json`` records everything inference needs to preprocess exactly as training did (architecture,
+input size, centre-crop fraction, mean/std, training resolution, decision threshold, class names) plus
+provenance and metrics. Weights are safetensors: nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .errors import BundleError
+
+FORMAT_VERSION = 1
+BUNDLE_FILE = "bundle.json"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CLASS_NAMES = ("normal", "atypical")
+
+
+@dataclass(frozen=True)
+class BundleConfig:
+    """What ``bundle.json`` holds. The model outputs one logit: P(atypical) = sigmoid(logit)."""
+
+    architecture: str
+    members: tuple[str, ...]
+    input_size: int = 128
+    patch_size: int = 128
+    crop_fraction: float = 1.0
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    mpp: float = 0.25
+    threshold: float = 0.5
+    class_names: tuple[str, str] = CLASS_NAMES
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("members", "mean", "std", "class_names"):
+            data[key] = list(data[key])
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], *, source: Path) -> BundleConfig:
+        if not isinstance(data, Mapping):
+            raise BundleError(f"model bundle {source}: {BUNDLE_FILE} is not a JSON object")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise BundleError(
+                f"model bundle {source}: format_version {version!r} is not supported (expected {FORMAT_VERSION})"
+            )
+        try:
+            cfg = cls(
+                architecture=str(data["architecture"]),
+                members=tuple(str(m) for m in data["members"]),
+                input_size=int(data.get("input_size", 128)),
+                patch_size=int(data.get("patch_size", 128)),
+                crop_fraction=float(data.get("crop_fraction", 1.0)),
+                mean=_triple(data.get("mean", IMAGENET_MEAN)),
+                std=_triple(data.get("std", IMAGENET_STD)),
+                mpp=float(data.get("mpp", 0.25)),
+                threshold=float(data.get("threshold", 0.5)),
+                class_names=tuple(str(c) for c in data.get("class_names", CLASS_NAMES)),  # type: ignore[arg-type]
+                model_kwargs=dict(data.get("model_kwargs") or {}),
+                provenance=dict(data.get("provenance") or {}),
+                metrics=dict(data.get("metrics") or {}),
+            )
+        except KeyError as exc:
+            raise BundleError(f"model bundle {source}: {BUNDLE_FILE} lacks the key {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise BundleError(f"model bundle {source}: {BUNDLE_FILE} has a bad value ({exc})") from None
+        cfg.validate(source)
+        return cfg
+
+    def validate(self, source: Path | str = "bundle") -> None:
+        problems = []
+        if not self.members:
+            problems.append("no members")
+        if not 0.0 < self.crop_fraction <= 1.0:
+            problems.append(f"crop_fraction {self.crop_fraction} is not in (0, 1]")
+        if self.input_size < 8 or self.patch_size < 8:
+            problems.append("input_size and patch_size must be at least 8")
+        if not self.mpp > 0:
+            problems.append(f"mpp {self.mpp} is not positive")
+        if not 0.0 <= self.threshold <= 1.0:
+            problems.append(f"threshold {self.threshold} is not in [0, 1]")
+        if any(s <= 0 for s in self.std):
+            problems.append("std must be positive")
+        if len(self.class_names) != 2:
+            problems.append("class_names must name exactly two classes (normal, atypical)")
+        for name in self.members:
+            if Path(name).name != name or not name.endswith(".safetensors"):
+                problems.append(f"member {name!r} is not a .safetensors file name inside the bundle")
+        if problems:
+            raise BundleError(f"model bundle {source}: " + "; ".join(problems))
+
+
+def _triple(value: Iterable[Any]) -> tuple[float, float, float]:
+    vals = tuple(float(v) for v in value)
+    if len(vals) != 3:
+        raise ValueError("mean/std need three values")
+    return vals  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A bundle on disk: its directory and parsed configuration."""
+
+    path: Path
+    config: BundleConfig
+
+    @property
+    def name(self) -> str:
+        return str(self.config.provenance.get("name") or self.path.name)
+
+    def member_paths(self) -> list[Path]:
+        return [self.path / m for m in self.config.members]
+
+    def describe(self) -> dict[str, Any]:
+        """A short description for summaries."""
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "architecture": self.config.architecture,
+            "members": len(self.config.members),
+            "input_size": self.config.input_size,
+            "crop_fraction": self.config.crop_fraction,
+            "mpp": self.config.mpp,
+        }
+
+
+def default_bundle_path() -> Path:
+    """The default model shipped inside the package."""
+    return Path(__file__).resolve().parent / "models" / "default"
+
+
+def load_bundle(path: str | Path | None = None) -> ModelBundle:
+    """Read and validate a bundle directory (the built-in default when ``path`` is None)."""
+    root = Path(path) if path is not None else default_bundle_path()
+    if path is None and not (root / BUNDLE_FILE).is_file():
+        raise BundleError(f"the built-in default model is missing from the package ({root}); pass --model")
+    if not root.exists():
+        raise BundleError(f"model bundle {root}: no such directory")
+    if root.is_file():
+        if root.suffix in {".pt", ".pth", ".ckpt", ".pkl", ".bin"}:
+            raise BundleError(
+                f"model bundle {root}: a pickle checkpoint is not accepted; a bundle is a directory with "
+                f"{BUNDLE_FILE} and member-K.safetensors files"
+            )
+        raise BundleError(f"model bundle {root}: is a file; a bundle is a directory with {BUNDLE_FILE}")
+    meta = root / BUNDLE_FILE
+    if not meta.is_file():
+        raise BundleError(f"model bundle {root}: {BUNDLE_FILE} is missing")
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"model bundle {root}: {BUNDLE_FILE} cannot be read ({exc})") from None
+    config = BundleConfig.from_json(data, source=root)
+    for member in config.members:
+        if not (root / member).is_file():
+            raise BundleError(f"model bundle {root}: member file {member} is missing")
+    return ModelBundle(path=root, config=config)
+
+
+def save_bundle(path: str | Path, config: BundleConfig, state_dicts: list[Mapping[str, Any]], *, fp16: bool = False) -> ModelBundle:
+    """Write a bundle: one safetensors file per member state dict, then ``bundle.json`` (atomically)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from .outputs import atomic_write_text
+
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    names = tuple(f"member-{k}.safetensors" for k in range(len(state_dicts)))
+    for name, state in zip(names, state_dicts):
+        tensors = {}
+        for key, value in state.items():
+            t = value.detach().to("cpu").contiguous()
+            if fp16 and t.is_floating_point():
+                t = t.half()
+            tensors[key] = t.clone()
+        tmp = root / f".{name}.tmp-{os.getpid()}"
+        save_file(tensors, str(tmp))
+        os.replace(tmp, root / name)
+    config = replace(config, members=names)
+    config.validate(root)
+    atomic_write_text(root / BUNDLE_FILE, json.dumps(config.to_json(), indent=2) + "\n")
+    del torch
+    return ModelBundle(path=root, config=config)
+
+
+def build_member(bundle: ModelBundle, index: int):  # -> torch.nn.Module
+    """Create the timm architecture and load member ``index``'s weights (float32, eval mode)."""
+    import timm
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    cfg = bundle.config
+    try:
+        model = timm.create_model(cfg.architecture, pretrained=False, num_classes=1, **dict(cfg.model_kwargs))
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise BundleError(f"model bundle {bundle.path}: cannot build architecture {cfg.architecture!r} ({exc})") from None
+    path = bundle.path / cfg.members[index]
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise BundleError(f"model bundle {bundle.path}: {path.name} is not a readable safetensors file ({exc})") from None
+    try:
+        model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = "; ".join(line.strip() for line in first[:2])
+        raise BundleError(
+            f"model bundle {bundle.path}: {path.name} does not match architecture {cfg.architecture!r} ({detail})"
+        ) from None
+    model.eval()
+    del torch
+    return model
+
+
+def random_bundle(path: str | Path, *, architecture: str = "convnextv2_atto", members: int = 1, seed: int = 0,
+                  **config: Any) -> ModelBundle:
+    """A randomly initialised bundle (for plumbing tests and benchmarks: its predictions mean nothing)."""
+    import timm
+    import torch
+
+    states = []
+    for k in range(members):
+        torch.manual_seed(seed + k)
+        states.append(timm.create_model(architecture, pretrained=False, num_classes=1).state_dict())
+    provenance = {"name": f"random-{architecture}", "note": "randomly initialised: for testing plumbing only"}
+    cfg = BundleConfig(architecture=architecture, members=("member-0.safetensors",), provenance=provenance, **config)
+    return save_bundle(path, cfg, states)

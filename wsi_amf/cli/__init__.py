@@ -1,0 +1,35 @@
+"""The ``wsi-amf`` command line: a thin click layer over the Python API (one module per subcommand)."""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from .options import configure_logging
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="wsi-amf")
+@click.option("-v", "--verbose", count=True, help="More log output (repeatable).")
+@click.option("-q", "--quiet", count=True, help="Less output: no progress bars, warnings only with -q, errors only with -qq.")
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: int) -> None:
+    """Classify candidate mitotic figures on whole-slide images as normal or atypical."""
+    configure_logging(verbose, quiet)
+    ctx.ensure_object(dict)
+    ctx.obj["quiet"] = quiet > 0
+
+
+def _register() -> None:
+    from .screen import screen_cmd
+
+    main.add_command(screen_cmd)
+    try:  # training commands live in their own module (issue 3)
+        from .train import classify_cmd, evaluate_cmd, train_cmd
+    except ImportError:
+        return
+    for cmd in (train_cmd, evaluate_cmd, classify_cmd):
+        main.add_command(cmd)
+
+
+_register()

@@ -1,0 +1,34 @@
+"""The error tree: one base the CLI catches, a few precise subclasses.
+
+Every message names the file (or option) and the problem, so that it can be shown to a user as one line.
+"""
+
+from __future__ import annotations
+
+
+class WsiAmfError(Exception):
+    """Base of every error wsi-amf raises on bad input or a failed step."""
+
+
+class SlideError(WsiAmfError):
+    """A slide cannot be opened or read, or its resolution is unknown."""
+
+
+class PointsError(WsiAmfError):
+    """A points file cannot be parsed."""
+
+
+class BundleError(WsiAmfError):
+    """A model bundle is missing, malformed or cannot be loaded."""
+
+
+class CacheError(WsiAmfError):
+    """The patch cache cannot be opened or written."""
+
+
+class DatasetError(WsiAmfError):
+    """A training / evaluation dataset cannot be parsed."""
+
+
+class OptionError(WsiAmfError):
+    """An option has a value that cannot be used (the CLI maps it to exit code 2)."""

@@ -1,0 +1,182 @@
+"""Outputs of a screening: QuPath GeoJSON, a per-candidate CSV table, a summary JSON. All written atomically.
+
+A file is first written beside its destination under a temporary name and then renamed over it, so a
+reader (or an interrupted run) never sees half a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .screen import ScreenResult
+
+AMF_CLASS = "Atypical mitotic figure"
+NMF_CLASS = "Normal mitotic figure"
+AMF_COLOR = [220, 20, 60]
+NMF_COLOR = [30, 144, 255]
+_UUID_NAMESPACE = uuid.UUID("6d1c9a5e-3b7e-4f0a-9a51-2f1d0c7a6b11")
+
+
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[Any]:
+    """Open a temporary file beside ``path``; rename it over ``path`` only if the block succeeds."""
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        with os.fdopen(fd, mode, **kwargs) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+
+
+def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float] | None:
+    """Wilson score interval for a binomial proportion k/n (None when n == 0)."""
+    if n <= 0:
+        return None
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def feature_id(stem: str, x: float, y: float) -> str:
+    """A UUID stable across runs for the same slide and position (re-runs give identical files)."""
+    return str(uuid.uuid5(_UUID_NAMESPACE, f"{stem}:{x!r}:{y!r}"))
+
+
+def geojson_text(result: ScreenResult) -> str:
+    """A QuPath-ready FeatureCollection: one Point detection per classified candidate."""
+    pts = result.points
+    features = []
+    for i in np.flatnonzero(result.classified):
+        x, y = (float(v) for v in pts.xy[i])
+        atypical = bool(result.atypical[i])
+        measurements = {"AMF probability": float(result.p_atypical[i])}
+        if pts.score is not None and _finite(pts.score[i]) is not None:
+            measurements[f"Detector {pts.score_name or 'score'}"] = float(pts.score[i])
+        features.append(
+            {
+                "type": "Feature",
+                "id": feature_id(result.stem, x, y),
+                "geometry": {"type": "Point", "coordinates": [x, y]},
+                "properties": {
+                    "objectType": "detection",
+                    "classification": {
+                        "name": AMF_CLASS if atypical else NMF_CLASS,
+                        "color": list(AMF_COLOR if atypical else NMF_COLOR),
+                    },
+                    "measurements": measurements,
+                },
+            }
+        )
+    return json.dumps({"type": "FeatureCollection", "features": features}, allow_nan=False) + "\n"
+
+
+def table_text(result: ScreenResult) -> str:
+    """One row per candidate: position, P(atypical), label, status, then the carried-through input columns."""
+    pts = result.points
+    carried = [c for c in pts.columns if c not in {"x", "y", "p_atypical", "label", "status"}]
+    header = ["x", "y", "p_atypical", "label", "status"]
+    if pts.score is not None:
+        header.append("score")
+    header += carried
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for i in range(len(pts)):
+        ok = bool(result.classified[i])
+        row: list[Any] = [
+            _num(pts.xy[i, 0]),
+            _num(pts.xy[i, 1]),
+            f"{result.p_atypical[i]:.6f}" if ok else "",
+            ("atypical" if result.atypical[i] else "normal") if ok else "",
+            result.status[i],
+        ]
+        if pts.score is not None:
+            row.append(_num(pts.score[i]))
+        row += [pts.columns[c][i] for c in carried]
+        writer.writerow(row)
+    return buf.getvalue()
+
+
+def _num(v: float) -> str:
+    v = float(v)
+    return str(int(v)) if v.is_integer() else repr(v)
+
+
+def summary_dict(result: ScreenResult) -> dict[str, Any]:
+    n_amf, n_nmf, n_cls = result.n_atypical, result.n_normal, result.n_classified
+    ci = wilson_interval(n_amf, n_cls)
+    return {
+        "slide": str(result.slide_path),
+        "points": str(result.points.source) if result.points.source else None,
+        "mpp": result.slide_mpp,
+        "mpp_source": result.mpp_source,
+        "patch_mpp": result.model["mpp"],
+        "n_candidates": len(result.points),
+        "n_classified": n_cls,
+        "n_skipped": len(result.points) - n_cls,
+        "n_skipped_outside_slide": int(np.sum(result.status == "outside_slide")),
+        "n_duplicates_merged": result.points.n_duplicates,
+        "n_filtered": result.points.n_filtered,
+        "n_atypical": n_amf,
+        "n_normal": n_nmf,
+        "amf_ratio": (n_amf / n_cls) if n_cls else None,
+        "amf_ratio_ci95": list(ci) if ci else None,
+        "atypical_to_normal_ratio": (n_amf / n_nmf) if n_nmf else None,
+        "threshold": result.threshold,
+        "tta": result.engine["tta"],
+        "model": result.model,
+        "engine": result.engine,
+        "cache": {"path": str(result.cache_path), "patches_read_from_slide": result.n_read, "patches_from_cache": result.n_cached},
+        "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
+    }
+
+
+def write_outputs(result: ScreenResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``<stem>.geojson``, ``<stem>.csv`` and ``<stem>.summary.json`` into ``out_dir``."""
+    out = Path(out_dir)
+    paths = {
+        "geojson": out / f"{result.stem}.geojson",
+        "csv": out / f"{result.stem}.csv",
+        "summary": out / f"{result.stem}.summary.json",
+    }
+    # Render everything first, so that a failure leaves no file behind.
+    texts = {
+        "geojson": geojson_text(result),
+        "csv": table_text(result),
+        "summary": json.dumps(summary_dict(result), indent=2, allow_nan=False) + "\n",
+    }
+    for key in ("geojson", "csv", "summary"):
+        atomic_write_text(paths[key], texts[key])
+    return paths

@@ -1,0 +1,259 @@
+"""Screen one slide: slide -> points -> patch cache -> model ensemble -> scores -> outputs.
+
+A reader thread walks the cache chunk by chunk (points are appended to the cache in tile order, so this is
+also the slide's tile order): chunks already filled come from the cache, missing patches are read from the
+slide by a thread pool and written to the cache. Chunks travel through a bounded queue to the main thread,
+which runs the ensemble in batches. Memory stays bounded whatever the number of candidates.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .bundle import ModelBundle, load_bundle
+from .cache import CHUNK, PatchCache, open_cache
+from .ensemble import Ensemble
+from .errors import OptionError
+from .outputs import write_outputs
+from .points import Points, read_points
+from .slide import Slide
+
+log = logging.getLogger(__name__)
+_DONE = object()
+
+
+@dataclass(frozen=True)
+class ScreenResult:
+    """Everything a screening produced; ``outputs`` names the files written (empty without ``out``)."""
+
+    slide_path: Path
+    slide_mpp: float
+    mpp_source: str
+    dimensions: tuple[int, int]
+    points: Points
+    status: np.ndarray  # str per candidate: "ok" | "outside_slide"
+    p_atypical: np.ndarray  # float64 per candidate, NaN when skipped
+    threshold: float
+    model: dict[str, Any]
+    engine: dict[str, Any]
+    cache_path: Path
+    n_read: int
+    n_cached: int
+    timings: dict[str, float]
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def stem(self) -> str:
+        return self.slide_path.stem
+
+    @property
+    def classified(self) -> np.ndarray:
+        return self.status == "ok"
+
+    @property
+    def atypical(self) -> np.ndarray:
+        return self.classified & (np.nan_to_num(self.p_atypical, nan=-1.0) >= self.threshold)
+
+    @property
+    def n_classified(self) -> int:
+        return int(self.classified.sum())
+
+    @property
+    def n_atypical(self) -> int:
+        return int(self.atypical.sum())
+
+    @property
+    def n_normal(self) -> int:
+        return self.n_classified - self.n_atypical
+
+    @property
+    def amf_ratio(self) -> float | None:
+        return self.n_atypical / self.n_classified if self.n_classified else None
+
+    def summary(self) -> dict[str, Any]:
+        from .outputs import summary_dict
+
+        return summary_dict(self)
+
+
+def screen(
+    slide: str | Path,
+    points: Points | str | Path,
+    *,
+    model: Ensemble | ModelBundle | str | Path | None = None,
+    out: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    mpp: float | None = None,
+    device: str = "auto",
+    engine: str = "auto",
+    batch_size: int = 64,
+    tta: bool = False,
+    threshold: float | None = None,
+    workers: int = 4,
+    progress: bool = True,
+) -> ScreenResult:
+    """Classify every candidate of ``points`` on ``slide`` as a normal or atypical mitotic figure.
+
+    ``model`` is a loaded :class:`Ensemble` (reused across slides), a bundle, a bundle directory, or None for
+    the built-in default. With ``out``, the GeoJSON, CSV table and summary are written there atomically.
+    """
+    if batch_size < 1:
+        raise OptionError(f"--batch-size {batch_size}: must be at least 1")
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise OptionError(f"--threshold {threshold}: must be between 0 and 1")
+    t0 = time.perf_counter()
+    pts = points if isinstance(points, Points) else read_points(points)
+    ensemble = _ensemble(model, device=device, engine=engine, tta=tta)
+    cfg = ensemble.bundle.config
+    thr = cfg.threshold if threshold is None else float(threshold)
+    timings: dict[str, float] = {}
+    with Slide(slide, mpp=mpp) as sl:
+        inside = sl.contains(pts.xy) if len(pts) else np.zeros(0, dtype=bool)
+        status = np.where(inside, "ok", "outside_slide").astype(object)
+        if (~inside).any():
+            log.warning("slide %s: %d of %d candidates lie outside the slide and are skipped", sl.path, int((~inside).sum()), len(pts))
+        ins = np.flatnonzero(inside)
+        order = ins[sl.tile_order(pts.xy[ins])]
+        with open_cache(cache_dir, sl.path, sl.identity(), size=cfg.patch_size, mpp=cfg.mpp) as cache:
+            cache_idx = np.full(len(pts), -1, dtype=np.int64)
+            cache_idx[order] = cache.locate(pts.xy[order])
+            timings["prepare"] = time.perf_counter() - t0
+            probs, n_read, n_cached, t_read = _classify(sl, cache, np.unique(cache_idx[order]), ensemble,
+                                                        batch_size=batch_size, workers=workers, progress=progress)
+            cache_path = cache.path
+        p = np.full(len(pts), np.nan)
+        p[order] = probs[cache_idx[order]] if len(order) else []
+        timings["read"] = t_read
+        timings["total"] = time.perf_counter() - t0
+        info = ensemble.info
+        result = ScreenResult(
+            slide_path=sl.path, slide_mpp=sl.mpp, mpp_source=sl.mpp_source, dimensions=sl.dimensions,
+            points=pts, status=status, p_atypical=p, threshold=thr,
+            model={**ensemble.bundle.describe(), "bundle_threshold": cfg.threshold},
+            engine={"device": info.device, "engine": info.engine, "tta": info.tta, "autocast": info.autocast_dtype,
+                    "batch_size": batch_size},
+            cache_path=cache_path, n_read=n_read, n_cached=n_cached, timings=timings,
+        )
+    if out is not None:
+        result = replace(result, outputs=write_outputs(result, out))
+    return result
+
+
+def _ensemble(model: Ensemble | ModelBundle | str | Path | None, *, device: str, engine: str, tta: bool) -> Ensemble:
+    if isinstance(model, Ensemble):
+        if tta != model.tta:
+            model = Ensemble(model.bundle, device=model.device, engine=engine, tta=tta)
+        return model
+    bundle = model if isinstance(model, ModelBundle) else load_bundle(model)
+    return Ensemble(bundle, device=device, engine=engine, tta=tta)
+
+
+def _classify(
+    slide: Slide, cache: PatchCache, needed: np.ndarray, ensemble: Ensemble, *, batch_size: int, workers: int, progress: bool
+) -> tuple[np.ndarray, int, int, float]:
+    """P(atypical) for every needed cache index (array indexed by cache index); counts read / cached."""
+    from tqdm.auto import tqdm
+
+    probs = np.full(len(cache), np.nan)
+    if len(needed) == 0:
+        return probs, 0, 0, 0.0
+    n_missing = int((~cache.filled[needed]).sum())
+    stats = {"read": 0, "cached": 0, "t_read": 0.0}
+    q: queue.Queue = queue.Queue(maxsize=max(2, 2 * batch_size // CHUNK + 1))
+    stop = threading.Event()
+    bar_read = tqdm(total=n_missing, desc="reading patches", unit="patch", disable=not progress or n_missing == 0, leave=False)
+    bar_cls = tqdm(total=len(needed), desc="classifying", unit="patch", disable=not progress)
+
+    def produce() -> None:
+        try:
+            with ThreadPoolExecutor(max(1, workers)) as pool:
+                for idx, patches in _blocks(slide, cache, needed, pool, stats, bar_read):
+                    if stop.is_set():
+                        return
+                    q.put((idx, patches))
+            q.put(_DONE)
+        except BaseException as exc:  # surfaced in the main thread
+            q.put(exc)
+
+    reader = threading.Thread(target=produce, name="wsi-amf-reader", daemon=True)
+    reader.start()
+    pend_idx: list[np.ndarray] = []
+    pend: list[np.ndarray] = []
+    n_pend = 0
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE or isinstance(item, BaseException):
+                if isinstance(item, BaseException):
+                    raise item
+                break
+            idx, patches = item
+            pend_idx.append(idx)
+            pend.append(patches)
+            n_pend += len(idx)
+            while n_pend >= batch_size:
+                n_pend = _run_batch(ensemble, pend_idx, pend, batch_size, probs, bar_cls)
+        while n_pend:
+            n_pend = _run_batch(ensemble, pend_idx, pend, batch_size, probs, bar_cls)
+    finally:
+        stop.set()
+        while reader.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                reader.join(0.05)
+        bar_read.close()
+        bar_cls.close()
+    return probs, stats["read"], stats["cached"], stats["t_read"]
+
+
+def _run_batch(ensemble: Ensemble, pend_idx: list, pend: list, batch_size: int, probs: np.ndarray, bar) -> int:  # noqa: ANN001
+    idx = np.concatenate(pend_idx)
+    patches = np.concatenate(pend) if len(pend) > 1 else pend[0]
+    take = min(batch_size, len(idx))
+    probs[idx[:take]] = ensemble.predict(patches[:take])
+    bar.update(take)
+    pend_idx.clear()
+    pend.clear()
+    if take < len(idx):
+        pend_idx.append(idx[take:])
+        pend.append(patches[take:])
+    return len(idx) - take
+
+
+def _blocks(
+    slide: Slide, cache: PatchCache, needed: np.ndarray, pool: ThreadPoolExecutor, stats: dict, bar  # noqa: ANN001
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (cache indices, patches) chunk by chunk; missing patches are read, written to the cache."""
+    blocks = np.unique(needed // CHUNK)
+    for b in blocks:
+        start, stop = int(b) * CHUNK, min(len(cache), (int(b) + 1) * CHUNK)
+        want = needed[(needed >= start) & (needed < stop)]
+        filled = cache.filled[start:stop]
+        patches = cache.read(start, stop) if filled.any() else None
+        filled = cache.filled[start:stop]  # a chunk that failed to decode is now marked unfilled
+        if filled.all() and patches is not None:
+            stats["cached"] += len(want)
+            yield want, patches[want - start]
+            continue
+        t = time.perf_counter()
+        if patches is None:
+            patches = np.empty((stop - start, cache.size, cache.size, 3), dtype=np.uint8)
+        missing = np.flatnonzero(~filled)
+        patches[missing] = slide.read_patches(cache.coords[start + missing], size=cache.size, target_mpp=cache.mpp, executor=pool)
+        cache.write(start, patches)
+        stats["t_read"] += time.perf_counter() - t
+        newly = int(np.isin(start + missing, want).sum())
+        stats["read"] += newly
+        stats["cached"] += len(want) - newly
+        bar.update(newly)
+        yield want, patches[want - start]

@@ -1,0 +1,266 @@
+"""Whole-slide reading: OpenSlide for every format it knows, a plain-image fallback, patches at a target mpp.
+
+A patch of ``size`` pixels at ``target_mpp`` centred on a level-0 point covers ``size * target_mpp /
+slide_mpp`` level-0 pixels. We read that box from the best pyramid level (the coarsest one that is still at
+least as fine as the target) and resample it with PIL's box-aware resize, so slides scanned at 0.125 or
+0.5 um/px give the same tissue content. When the box falls on whole pixels of a level at exactly the target
+resolution no resampling happens: the patch is the slide's own pixels. Outside the slide is white.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .errors import OptionError, SlideError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class SlideIdentity:
+    """What identifies a slide file's content cheaply: size, mtime and a hash of its first MiB."""
+
+    size: int
+    mtime_ns: int
+    head_sha256: str
+
+    @classmethod
+    def of(cls, path: Path) -> SlideIdentity:
+        st = path.stat()
+        with open(path, "rb") as fh:
+            head = hashlib.sha256(fh.read(1 << 20)).hexdigest()
+        return cls(st.st_size, st.st_mtime_ns, head)
+
+
+class Slide:
+    """An opened slide with a known resolution. Use as a context manager."""
+
+    def __init__(self, path: str | Path, *, mpp: float | None = None) -> None:
+        import openslide
+
+        self.path = Path(path)
+        if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
+            raise OptionError(f"--mpp {mpp}: must be a positive number of micrometres per pixel")
+        if not self.path.exists():
+            raise SlideError(f"slide {self.path}: no such file")
+        if self.path.is_dir():
+            raise SlideError(f"slide {self.path}: is a directory, not a slide file")
+        if not os.access(self.path, os.R_OK):
+            raise SlideError(f"slide {self.path}: permission denied")
+        try:
+            self._osr = openslide.OpenSlide(str(self.path))
+            self.backend = "openslide"
+        except openslide.OpenSlideUnsupportedFormatError:
+            self._osr = self._open_image()
+            self.backend = "image"
+        except (openslide.OpenSlideError, OSError) as exc:
+            raise SlideError(f"slide {self.path}: cannot be read by OpenSlide ({_one_line(exc)})") from None
+        self.dimensions: tuple[int, int] = tuple(self._osr.dimensions)  # type: ignore[assignment]
+        self.level_downsamples: tuple[float, ...] = tuple(float(d) for d in self._osr.level_downsamples)
+        self.level_dimensions: tuple[tuple[int, int], ...] = tuple(tuple(d) for d in self._osr.level_dimensions)  # type: ignore[misc]
+        meta_mpp = self._metadata_mpp()
+        if mpp is not None:
+            self.mpp, self.mpp_source = float(mpp), "option"
+        elif meta_mpp is not None:
+            self.mpp, self.mpp_source = meta_mpp, "metadata"
+        else:
+            self.close()
+            raise SlideError(
+                f"slide {self.path}: its resolution (microns per pixel) is not in the file; pass --mpp "
+                "(e.g. --mpp 0.25 for a 40x scan, 0.5 for 20x)"
+            )
+        self.reads = 0  # read_region calls, for tests and benchmarks
+
+    def _open_image(self):  # -> openslide.ImageSlide
+        import openslide
+        from PIL import Image, UnidentifiedImageError
+
+        if self.path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise SlideError(f"slide {self.path}: not a slide format OpenSlide reads, nor a plain image")
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            img = Image.open(self.path)
+            img.load()
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise SlideError(f"slide {self.path}: cannot be read as an image ({_one_line(exc)})") from None
+        self._image_dpi = _image_mpp(img)
+        return openslide.ImageSlide(img.convert("RGB") if img.mode not in ("RGB", "RGBA") else img)
+
+    def _metadata_mpp(self) -> float | None:
+        props = self._osr.properties
+        for key in ("openslide.mpp-x", "openslide.mpp-y"):
+            try:
+                val = float(props[key])
+            except (KeyError, ValueError):
+                continue
+            if math.isfinite(val) and val > 0:
+                return val
+        tiff_mpp = _tiff_props_mpp(props)
+        if tiff_mpp is not None:
+            return tiff_mpp
+        return getattr(self, "_image_dpi", None)
+
+    def identity(self) -> SlideIdentity:
+        return SlideIdentity.of(self.path)
+
+    # -- patch geometry -------------------------------------------------------------------------------------
+    def best_level(self, scale: float) -> int:
+        """The coarsest level whose downsample does not exceed ``scale`` (level-0 pixels per patch pixel)."""
+        best = 0
+        for level, ds in enumerate(self.level_downsamples):
+            if ds <= scale * (1 + _EPS):
+                best = level
+        return best
+
+    def contains(self, xy: np.ndarray) -> np.ndarray:
+        w, h = self.dimensions
+        x, y = xy[:, 0], xy[:, 1]
+        return (x >= 0) & (y >= 0) & (x < w) & (y < h)
+
+    def read_patch(self, x: float, y: float, *, size: int, target_mpp: float) -> np.ndarray:
+        """``uint8 [size, size, 3]`` centred on level-0 ``(x, y)`` at ``target_mpp``; white outside the slide."""
+        from PIL import Image
+
+        scale = target_mpp / self.mpp  # level-0 pixels per patch pixel
+        level = self.best_level(scale)
+        ds = self.level_downsamples[level]
+        lw, lh = self.level_dimensions[level]
+        half0 = size * scale / 2.0
+        # The patch box, in the chosen level's pixel coordinates (float).
+        bx0, by0 = (x - half0) / ds, (y - half0) / ds
+        side = size * scale / ds
+        ix0, iy0 = math.floor(bx0 + _EPS), math.floor(by0 + _EPS)
+        exact = abs(side - size) < 1e-6 and abs(bx0 - round(bx0)) < 1e-6 and abs(by0 - round(by0)) < 1e-6
+        if exact:
+            ix0, iy0 = round(bx0), round(by0)
+            w = h = size
+        else:
+            w = math.ceil(bx0 + side) - ix0 + 1
+            h = math.ceil(by0 + side) - iy0 + 1
+        region = self._read(level, ix0, iy0, w, h, lw, lh, ds)
+        if exact:
+            return region
+        img = Image.fromarray(region)
+        box = (bx0 - ix0, by0 - iy0, bx0 - ix0 + side, by0 - iy0 + side)
+        out = img.resize((size, size), Image.Resampling.BILINEAR, box=box, reducing_gap=None)
+        return np.asarray(out, dtype=np.uint8)
+
+    def _read(self, level: int, x: int, y: int, w: int, h: int, lw: int, lh: int, ds: float) -> np.ndarray:
+        """RGB region of a level, white where it falls outside the level."""
+        self.reads += 1
+        # Only ask OpenSlide for the part inside the level; pad the rest with white.
+        cx0, cy0 = max(x, 0), max(y, 0)
+        cx1, cy1 = min(x + w, lw), min(y + h, lh)
+        out = np.full((h, w, 3), 255, dtype=np.uint8)
+        if cx1 <= cx0 or cy1 <= cy0:
+            return out
+        try:
+            rgba = self._osr.read_region((int(round(cx0 * ds)), int(round(cy0 * ds))), level, (cx1 - cx0, cy1 - cy0))
+        except Exception as exc:  # openslide raises OpenSlideError; corrupt tiles surface here
+            raise SlideError(f"slide {self.path}: reading level {level} at ({cx0}, {cy0}) failed ({_one_line(exc)})") from None
+        arr = np.asarray(rgba)
+        rgb = arr[..., :3]
+        alpha = arr[..., 3:4]
+        if alpha.min() < 255:  # transparent = no tissue scanned: composite onto white
+            rgb = (rgb.astype(np.uint16) * alpha + 255 * (255 - alpha.astype(np.uint16))) // 255
+        out[cy0 - y : cy1 - y, cx0 - x : cx1 - x] = rgb
+        return out
+
+    def read_patches(
+        self, xy: np.ndarray, *, size: int, target_mpp: float, workers: int = 4, executor: ThreadPoolExecutor | None = None
+    ) -> np.ndarray:
+        """Patches for many points, read concurrently (OpenSlide releases the GIL), in the order given."""
+        out = np.empty((len(xy), size, size, 3), dtype=np.uint8)
+        if len(xy) == 0:
+            return out
+
+        def one(i: int) -> None:
+            out[i] = self.read_patch(float(xy[i, 0]), float(xy[i, 1]), size=size, target_mpp=target_mpp)
+
+        if executor is not None:
+            list(executor.map(one, range(len(xy))))
+        elif workers <= 1:
+            for i in range(len(xy)):
+                one(i)
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(one, range(len(xy))))
+        return out
+
+    def tile_order(self, xy: np.ndarray, tile: int = 512) -> np.ndarray:
+        """Indices that visit points row band by row band, left to right (neighbours share decoded tiles)."""
+        if len(xy) == 0:
+            return np.zeros(0, dtype=np.int64)
+        band = np.floor(xy[:, 1] / tile)
+        return np.lexsort((xy[:, 0], band))
+
+    def thumbnail(self, max_size: int = 1024) -> np.ndarray:
+        return np.asarray(self._osr.get_thumbnail((max_size, max_size)).convert("RGB"))
+
+    def close(self) -> None:
+        osr = getattr(self, "_osr", None)
+        if osr is not None:
+            osr.close()
+            self._osr = None
+
+    def __enter__(self) -> Slide:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Slide({str(self.path)!r}, dimensions={self.dimensions}, mpp={self.mpp})"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _unit_to_um(unit: str | int | None) -> float | None:
+    """Micrometres per resolution unit (TIFF ResolutionUnit: 2 = inch, 3 = centimetre)."""
+    table = {"inch": 25400.0, "2": 25400.0, "centimeter": 10000.0, "centimetre": 10000.0, "cm": 10000.0, "3": 10000.0}
+    return table.get(str(unit).lower()) if unit is not None else None
+
+
+def _tiff_props_mpp(props: "Sequence[str] | dict") -> float | None:
+    try:
+        res = float(props["tiff.XResolution"])  # type: ignore[index]
+    except (KeyError, ValueError, TypeError):
+        return None
+    um = _unit_to_um(props.get("tiff.ResolutionUnit"))  # type: ignore[union-attr]
+    if um is None or not (math.isfinite(res) and res > 0):
+        return None
+    mpp = um / res
+    return mpp if 0.01 < mpp < 100 else None  # 72-dpi defaults and similar are not microscope resolutions
+
+
+def _image_mpp(img) -> float | None:
+    """Resolution of a plain image from its TIFF tags (ResolutionUnit + XResolution), if meaningful."""
+    tags = getattr(img, "tag_v2", None)
+    if not tags:
+        return None
+    try:
+        res = float(tags.get(282))  # XResolution
+    except (TypeError, ValueError):
+        return None
+    um = _unit_to_um(tags.get(296, 2))
+    if um is None or not res > 0:
+        return None
+    mpp = um / res
+    return mpp if 0.01 < mpp < 100 else None
+
+
+def iter_batches(n: int, batch: int) -> Iterator[slice]:
+    for start in range(0, n, batch):
+        yield slice(start, min(n, start + batch))
