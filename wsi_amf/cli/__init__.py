@@ -21,14 +21,11 @@ def main(ctx: click.Context, verbose: int, quiet: int) -> None:
 
 
 def _register() -> None:
+    from .demo import demo_cmd
     from .screen import screen_cmd
+    from .train import classify_cmd, evaluate_cmd, train_cmd
 
-    main.add_command(screen_cmd)
-    try:  # training commands live in their own module (issue 3)
-        from .train import classify_cmd, evaluate_cmd, train_cmd
-    except ImportError:
-        return
-    for cmd in (train_cmd, evaluate_cmd, classify_cmd):
+    for cmd in (screen_cmd, demo_cmd, train_cmd, evaluate_cmd, classify_cmd):
         main.add_command(cmd)
 
 
