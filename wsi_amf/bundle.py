@@ -187,7 +187,7 @@ def save_bundle(path: str | Path, config: BundleConfig, state_dicts: list[Mappin
                 t = t.half()
             tensors[key] = t.clone()
         tmp = root / f".{name}.tmp-{os.getpid()}"
-        save_file(tensors, str(tmp))
+        save_file(tensors, str(tmp))  # created with the umask's permissions, renamed into place
         os.replace(tmp, root / name)
     config = replace(config, members=names)
     config.validate(root)

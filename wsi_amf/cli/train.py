@@ -1,0 +1,193 @@
+"""``wsi-amf train``, ``evaluate`` and ``classify``: thin click layers over ``wsi_amf.training``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import click
+
+from .options import (batch_size_option, device_option, engine_option, handle_errors, model_option, threshold_option,
+                      tta_option)
+
+F = TypeVar("F", bound=Callable[..., Any])
+FORMATS = ("midog25", "amibr", "folder", "csv")  # mirrors training.datasets.FORMATS (not imported: --help stays fast)
+RECIPES = ("convnextv2", "efficientvit")
+# CLI option -> Recipe field, for the hyper-parameter overrides of ``train``.
+HYPERPARAMETERS = ("arch", "epochs", "lr", "weight_decay", "img_size", "crop", "batch_size", "folds", "loss", "sampler",
+                   "optimizer", "seed", "mpp", "pretrained", "pretrained_file", "augment", "focal_gamma", "focal_alpha",
+                   "stain_alpha", "stain_beta", "grad_clip", "amp")
+
+
+def _quiet(ctx: click.Context) -> bool:
+    root = ctx.find_root()
+    return bool(root.obj.get("quiet", False)) if isinstance(root.obj, dict) else False
+
+
+def _operations(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    ops = tuple(v.strip() for v in value.split(",") if v.strip())
+    return () if ops in ((), ("none",)) else ops
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def threads_option(f: F) -> F:
+    return click.option(
+        "--threads", type=click.IntRange(min=1), default=None,
+        help="CPU threads for PyTorch / ONNX Runtime (default: one per core). Use 1 when other jobs share the CPU.",
+    )(f)
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def dataset_options(f: F) -> F:
+    for decorator in reversed((
+        click.option("--format", "data_format", type=click.Choice(FORMATS), default=None,
+                     help="Dataset format. Default: detected from DATA."),
+        click.option("--images", type=click.Path(path_type=Path), default=None,
+                     help="MIDOG 2025: folder of the patch images (default: beside the table or one level below)."),
+        click.option("--group-column", default=None,
+                     help="Column naming the source slide/image; folds never split a group. Default: per format."),
+        click.option("--domain-column", default=None,
+                     help="Extra column to report metrics by (and the domain of --cv loco)."),
+        click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True, help="Image decoding threads."),
+    )):
+        f = decorator(f)
+    return f
+
+
+@click.command("train")
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle directory to write (created).")
+@click.option("--recipe", type=click.Choice(RECIPES), default="convnextv2", show_default=True, help="Training recipe.")
+@dataset_options
+@click.option("--cv", type=click.Choice(["kfold", "loco"]), default="kfold", show_default=True,
+              help="kfold: stratified grouped k-fold; loco: also leave-one-domain-out over --domain-column.")
+@click.option("--arch", default=None, help="Any timm architecture (default: the recipe's).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs per fold.")
+@click.option("--lr", type=float, default=None, help="Learning rate.")
+@click.option("--weight-decay", type=float, default=None, help="Weight decay.")
+@click.option("--img-size", type=click.IntRange(min=8), default=None, help="Model input size in pixels.")
+@click.option("--crop", type=click.FloatRange(0.0, 1.0, min_open=True), default=None,
+              help="Centre-crop fraction of the patch, resized to --img-size.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Training batch size.")
+@click.option("--folds", type=click.IntRange(min=2), default=None, help="Cross-validation folds (= ensemble members).")
+@click.option("--loss", type=click.Choice(["bce", "focal"]), default=None, help="Loss function.")
+@click.option("--sampler", type=click.Choice(["none", "balanced"]), default=None, help="Batch sampling.")
+@click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default=None, help="Optimiser.")
+@click.option("--augment", default=None, callback=lambda ctx, param, value: _operations(value),
+              help="Comma-separated augmentations: transpose, hflip, vflip, shift_scale_rotate, stain; or 'none'.")
+@click.option("--focal-gamma", type=float, default=None, help="Focal loss gamma.")
+@click.option("--focal-alpha", type=click.FloatRange(0.0, 1.0), default=None, help="Focal loss weight of atypical figures.")
+@click.option("--stain-alpha", type=float, default=None, help="H&E augmentation: stain scale in 1 +/- alpha.")
+@click.option("--stain-beta", type=float, default=None, help="H&E augmentation: stain shift in +/- beta (optical density).")
+@click.option("--grad-clip", type=float, default=None, help="Gradient norm clipping.")
+@click.option("--amp/--no-amp", default=None, help="Mixed precision on CUDA (default: on).")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Random seed (splits, initialisation, sampling).")
+@click.option("--mpp", type=float, default=None, help="Resolution of the training patches in um/px (default 0.25).")
+@click.option("--pretrained", is_flag=True, default=None, help="Start from timm's pretrained weights (downloads).")
+@click.option("--pretrained-file", type=click.Path(path_type=str), default=None,
+              help="Start from local weights (a timm checkpoint for --arch: .safetensors, .pth).")
+@device_option
+@threads_option
+@click.option("--fp16", is_flag=True, help="Store the members' weights in half precision.")
+@click.option("--force", is_flag=True, help="Start over: discard an interrupted run or overwrite a finished bundle.")
+@click.option("--name", default=None, help="Model name recorded in the bundle (default: the --out folder name).")
+@click.pass_context
+@handle_errors
+def train_cmd(ctx: click.Context, data: Path, out: Path, recipe: str, **opts: Any) -> None:
+    """Train a cross-validated ensemble on DATA and write it as a model bundle.
+
+    DATA: a MIDOG 2025 track 2 table (+ images), an AMi-Br folder, a folder of atypical/normal
+    sub-folders, or a CSV path,label[,group][,domain].
+    """
+    from ..training import train
+
+    _set_threads(opts.pop("threads"))
+    overrides = {k: opts.pop(k) for k in HYPERPARAMETERS}
+    result = train(
+        data, out, recipe=recipe, format=opts.pop("data_format"), quiet=_quiet(ctx), **opts, **overrides,
+    )
+    if _quiet(ctx):
+        return
+    m = result.metrics
+    click.echo(
+        f"{result.bundle.path}: {len(result.bundle.config.members)} members "
+        f"(folds trained: {result.folds_trained}, resumed from an interrupted run: {result.folds_resumed})"
+    )
+    click.echo(
+        f"  out-of-fold: balanced accuracy {_fmt(m['balanced_accuracy'])}, ROC AUC {_fmt(m['roc_auc'])}, "
+        f"sensitivity {_fmt(m['sensitivity'])}, specificity {_fmt(m['specificity'])} at threshold {result.threshold:.3f}"
+    )
+    if "loco" in m:
+        click.echo(
+            f"  leave-one-{m['loco']['column']}-out: mean balanced accuracy {_fmt(m['loco']['mean_balanced_accuracy'])}, "
+            f"mean ROC AUC {_fmt(m['loco']['mean_roc_auc'])}"
+        )
+    for kind, path in result.files.items():
+        click.echo(f"  {kind:16s} {path}")
+
+
+@click.command("evaluate")
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output directory (created).")
+@model_option
+@dataset_options
+@device_option
+@engine_option
+@batch_size_option
+@tta_option
+@threshold_option
+@threads_option
+@click.pass_context
+@handle_errors
+def evaluate_cmd(ctx: click.Context, data: Path, out: Path, model: str | None, data_format: str | None, **opts: Any) -> None:
+    """Evaluate a model bundle on the labelled dataset DATA: metrics.json, predictions.csv, roc.png."""
+    from ..training import evaluate
+
+    _set_threads(opts.pop("threads"))
+    result = evaluate(data, out, model=model, format=data_format, quiet=_quiet(ctx), **opts)
+    if _quiet(ctx):
+        return
+    m = result.metrics
+    click.echo(
+        f"{m['n']} patches ({m['n_atypical']} atypical): balanced accuracy {_fmt(m['balanced_accuracy'])}, "
+        f"ROC AUC {_fmt(m['roc_auc'])}, sensitivity {_fmt(m['sensitivity'])}, specificity {_fmt(m['specificity'])}, "
+        f"accuracy {_fmt(m['accuracy'])} at threshold {result.threshold:.3f}"
+    )
+    o = m["at_otsu"]
+    click.echo(f"  at Otsu's threshold {o['threshold']:.3f}: balanced accuracy {_fmt(o['balanced_accuracy'])}")
+    for kind, path in result.files.items():
+        click.echo(f"  {kind:12s} {path}")
+
+
+@click.command("classify")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="CSV to write: path,p_atypical,label.")
+@model_option
+@device_option
+@engine_option
+@batch_size_option
+@tta_option
+@threshold_option
+@click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True, help="Image decoding threads.")
+@threads_option
+@click.pass_context
+@handle_errors
+def classify_cmd(ctx: click.Context, paths: tuple[Path, ...], out: Path, model: str | None, **opts: Any) -> None:
+    """Classify patch images (files, folders searched recursively, multi-page TIFF stacks) as normal or atypical."""
+    from ..training import classify
+
+    _set_threads(opts.pop("threads"))
+    result = classify(list(paths), out, model=model, quiet=_quiet(ctx), **opts)
+    if not _quiet(ctx):
+        click.echo(f"{result.n} patches: {result.n_atypical} atypical at threshold {result.threshold:.3f}; wrote {result.out}")

@@ -1,0 +1,249 @@
+"""Training one fold: model, loss, sampler, the epoch loop, validation and the best checkpoint.
+
+Patches stay ``uint8`` in host memory; each batch is augmented on the training device
+(``augment.augment_batch``) and then fed through ``Preprocess``, the very function inference uses.
+On CUDA: autocast (fp16) with a GradScaler, channels_last; on the CPU: float32.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import OptionError
+from ..preprocess import Preprocess
+from .augment import augment_batch
+from .recipes import Recipe
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FoldOutcome:
+    """What a trained fold leaves: the best weights, validation probabilities and the history."""
+
+    state_dict: dict[str, Any]  # name -> CPU tensor (float32)
+    val_probs: np.ndarray  # P(atypical) of the validation patches, best epoch
+    best_epoch: int
+    best_val_loss: float
+    history: tuple[dict[str, float], ...] = ()
+    extra_probs: np.ndarray = field(default_factory=lambda: np.zeros(0))  # on ``predict_idx``
+    seconds: float = 0.0
+
+
+def preprocess_for(recipe: Recipe) -> Preprocess:
+    return Preprocess(recipe.img_size, recipe.crop, tuple(recipe.mean), tuple(recipe.std))
+
+
+def build_model(recipe: Recipe) -> torch.nn.Module:
+    """The timm architecture with one output logit; weights from the hub, a local file, or random."""
+    import timm
+
+    if not timm.is_model(recipe.arch):
+        raise OptionError(f"--arch {recipe.arch!r}: not a timm architecture (see timm.list_models())")
+    kwargs: dict[str, Any] = {"num_classes": 1}
+    if recipe.pretrained_file:
+        kwargs["pretrained_cfg_overlay"] = {"file": recipe.pretrained_file}
+    pretrained = bool(recipe.pretrained or recipe.pretrained_file)
+    try:
+        return timm.create_model(recipe.arch, pretrained=pretrained, **kwargs)
+    except (RuntimeError, OSError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if recipe.pretrained_file:
+            raise OptionError(f"--pretrained-file {recipe.pretrained_file}: cannot load into {recipe.arch} ({first})") from None
+        if recipe.pretrained:
+            raise OptionError(
+                f"--pretrained: cannot fetch {recipe.arch} weights from the timm hub ({first}); "
+                "use --pretrained-file PATH or train without --pretrained"
+            ) from None
+        raise OptionError(f"--arch {recipe.arch}: cannot be built ({first})") from None
+
+
+def loss_fn(recipe: Recipe, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean BCE-with-logits, or the sigmoid focal loss (Lin et al. 2017) with the recipe's gamma / alpha."""
+    import torch.nn.functional as F
+
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    if recipe.loss == "bce":
+        return ce.mean()
+    p = logits.sigmoid()
+    p_t = p * target + (1 - p) * (1 - target)
+    loss = ce * (1 - p_t).pow(recipe.focal_gamma)
+    if recipe.focal_alpha is not None:
+        loss = loss * (recipe.focal_alpha * target + (1 - recipe.focal_alpha) * (1 - target))
+    return loss.mean()
+
+
+def epoch_order(labels: np.ndarray, recipe: Recipe, gen: torch.Generator) -> np.ndarray:
+    """Positions (into ``labels``) of one epoch: a permutation, or class-balanced draws with replacement."""
+    import torch
+
+    n = labels.size
+    if recipe.sampler == "balanced":
+        counts = np.bincount(labels, minlength=2).astype(np.float64)
+        weights = 1.0 / np.maximum(counts[labels], 1.0)
+        return torch.multinomial(torch.from_numpy(weights), n, replacement=True, generator=gen).numpy()
+    return torch.randperm(n, generator=gen).numpy()
+
+
+def _autocast(device: str, enabled: bool) -> Any:
+    import torch
+
+    return torch.autocast(device_type="cuda", dtype=torch.float16, enabled=enabled and device.startswith("cuda"))
+
+
+def predict_logits(
+    model: torch.nn.Module, images: np.ndarray, index: np.ndarray, recipe: Recipe, *, device: str, batch_size: int
+) -> np.ndarray:
+    """Logits of ``images[index]`` (eval mode, inference mode, no augmentation)."""
+    import torch
+
+    pre = preprocess_for(recipe)
+    host = torch.from_numpy(images)
+    cuda = device.startswith("cuda")
+    out = []
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, index.size, batch_size):
+            sel = torch.from_numpy(index[start : start + batch_size])
+            x = pre(host.index_select(0, sel).to(device, non_blocking=True))
+            if cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(device, recipe.amp):
+                out.append(model(x).float().reshape(-1).cpu())
+    return torch.cat(out).double().numpy() if out else np.zeros(0)
+
+
+def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    import torch
+
+    opt_cls = torch.optim.AdamW if recipe.optimizer == "adamw" else torch.optim.Adam
+    return opt_cls(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+
+def train_step(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    patches: torch.Tensor,
+    labels: np.ndarray,
+    *,
+    recipe: Recipe,
+    gen: torch.Generator,
+    device: str,
+) -> float:
+    """One optimiser step on ``uint8 [B, S, S, 3]`` patches: augment, preprocess, forward, backward, clip, step."""
+    import torch
+
+    cuda = device.startswith("cuda")
+    x = patches.to(device, non_blocking=True)
+    x = preprocess_for(recipe)(augment_batch(x, recipe.augment_config(), gen))
+    if cuda:
+        x = x.contiguous(memory_format=torch.channels_last)
+    target = torch.from_numpy(np.asarray(labels, dtype=np.float32)).to(device)
+    with _autocast(device, recipe.amp):
+        logits = model(x).reshape(-1)
+    loss = loss_fn(recipe, logits.float(), target)
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if recipe.grad_clip:
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+    scaler.step(opt)
+    scaler.update()
+    return float(loss.detach())
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # no overflow for large |z|
+
+
+def train_fold(
+    images: np.ndarray,
+    labels: np.ndarray,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    *,
+    recipe: Recipe,
+    seed: int,
+    device: str = "cpu",
+    predict_idx: np.ndarray | None = None,
+    desc: str = "fold",
+    quiet: bool = True,
+) -> FoldOutcome:
+    """Train on ``train_idx``, validate every epoch on ``val_idx``, keep the epoch of lowest validation loss.
+
+    ``predict_idx`` (e.g. a held-out domain) is scored with the kept weights into ``extra_probs``.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    cuda = device.startswith("cuda")
+    model = build_model(recipe).to(device)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+    opt = make_optimizer(model, recipe)
+    bs = recipe.batch_size
+    n_train = int(train_idx.size)
+    # A last batch of one patch is dropped (batch norm cannot train on it).
+    steps = max(1, n_train // bs + (1 if n_train % bs > 1 else 0))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: 0.5 * (1.0 + np.cos(np.pi * min(step, steps * recipe.epochs) / (steps * recipe.epochs)))
+    )
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda and recipe.amp)
+    host = torch.from_numpy(images)
+    y_train = labels[train_idx]
+    y_val = torch.from_numpy(labels[val_idx].astype(np.float32))
+    best: tuple[float, int, dict[str, Any], np.ndarray] | None = None
+    history = []
+    bar = tqdm(total=recipe.epochs * steps, desc=desc, disable=quiet, unit="batch", leave=False)
+    for epoch in range(recipe.epochs):
+        model.train()
+        order = train_idx[epoch_order(y_train, recipe, gen)]
+        total, seen = 0.0, 0
+        for start in range(0, n_train, bs):
+            sel = order[start : start + bs]
+            if sel.size < 2 and n_train > 1:
+                continue
+            x = host.index_select(0, torch.from_numpy(sel))
+            loss = train_step(model, opt, scaler, x, labels[sel], recipe=recipe, gen=gen, device=device)
+            sched.step()
+            total += loss * sel.size
+            seen += sel.size
+            bar.update(1)
+        val_logits = predict_logits(model, images, val_idx, recipe, device=device, batch_size=2 * bs)
+        with torch.no_grad():
+            val_loss = float(loss_fn(recipe, torch.from_numpy(val_logits).float(), y_val))
+        train_loss = total / max(1, seen)
+        history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "lr": opt.param_groups[0]["lr"]})
+        bar.set_postfix(epoch=epoch + 1, train_loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}")
+        log.info("%s epoch %d/%d: train loss %.4f, validation loss %.4f", desc, epoch + 1, recipe.epochs, train_loss, val_loss)
+        if best is None or val_loss < best[0]:
+            state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            best = (val_loss, epoch + 1, state, _sigmoid(val_logits))
+    bar.close()
+    assert best is not None
+    extra = np.zeros(0)
+    if predict_idx is not None and predict_idx.size:
+        model.load_state_dict(best[2])
+        extra = _sigmoid(predict_logits(model, images, predict_idx, recipe, device=device, batch_size=2 * bs))
+    return FoldOutcome(
+        state_dict=best[2],
+        val_probs=best[3],
+        best_epoch=best[1],
+        best_val_loss=best[0],
+        history=tuple(history),
+        extra_probs=extra,
+        seconds=time.perf_counter() - t0,
+    )
