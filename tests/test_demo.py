@@ -24,7 +24,8 @@ def test_demo_slide_is_a_readable_pyramid_with_points_inside(tmp_path):
             x, y = float(r["x"]), float(r["y"])
             assert 0 <= x < sl.dimensions[0] and 0 <= y < sl.dimensions[1]
             patch = sl.read_patch(x, y, size=64, target_mpp=0.25)
-            assert patch[28:36, 28:36].mean() < patch.mean()  # a dark figure sits at the centre
+            centre = patch[16:48, 16:48].astype(int).sum(axis=-1)  # +-4 um: a plate or the arms of a multipolar figure
+            assert centre.min() < 300  # condensed chromatin: far darker than the pink background (~660)
 
 
 def test_demo_command_runs_with_any_bundle(tmp_path, tiny_bundle):
