@@ -63,6 +63,15 @@ def handle_errors(f: F) -> F:
             raise click.Abort() from None
         except MemoryError:
             raise click.ClickException("out of memory: lower --batch-size") from None
+        except (click.ClickException, click.Abort, click.exceptions.Exit):
+            raise
+        except Exception as exc:  # a bug or an unforeseen input: one line, the traceback with -v
+            if logging.getLogger().isEnabledFor(logging.DEBUG):
+                raise
+            raise click.ClickException(
+                f"unexpected {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''} "
+                "(run with -vv for the traceback, and please report it)"
+            ) from None
 
     return wrapper  # type: ignore[return-value]
 
