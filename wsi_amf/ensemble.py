@@ -3,8 +3,8 @@
 Engines:
 - ``torch``: eager PyTorch. On CUDA: channels_last, autocast (bf16 where supported, else fp16), pinned
   host memory and non-blocking copies; preprocessing runs on the GPU.
-- ``onnx``: each member exported once to ONNX and run by ONNX Runtime on the CPU (about twice eager
-  PyTorch on the CPU, same outputs to ~1e-6; see benchmarks/screen_throughput.py).
+- ``onnx``: each member exported once to ONNX and run by ONNX Runtime on the CPU (1.2x eager PyTorch for
+  convnextv2_atto on an idle 2-core machine, outputs within 1e-6; see benchmarks/screen_throughput.py).
 - ``auto``: ``torch`` on CUDA, ``onnx`` on the CPU, falling back to eager when an architecture does not export.
 """
 
