@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import openslide
@@ -118,7 +117,7 @@ def test_killed_run_resumes_and_gives_the_same_outputs(tmp_path, slide025, tiny_
     resumed = screen(slide025.path, pts, model=tiny_bundle, cache_dir=tmp_path / "cache", out=tmp_path / "out_killed",
                      progress=False)
     assert resumed.n_read == 300 - 3 * 64 and resumed.n_cached == 3 * 64
-    clean = screen(slide025.path, pts, model=tiny_bundle, cache_dir=tmp_path / "cache2", out=tmp_path / "out_clean",
-                   progress=False)
+    screen(slide025.path, pts, model=tiny_bundle, cache_dir=tmp_path / "cache2", out=tmp_path / "out_clean",
+           progress=False)
     for name in ("scene_0.25.csv", "scene_0.25.geojson"):
         assert (tmp_path / "out_killed" / name).read_text() == (tmp_path / "out_clean" / name).read_text()

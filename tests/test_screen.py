@@ -16,7 +16,6 @@ from click.testing import CliRunner
 
 from conftest import MITOSES_UM, shared_file, write_points_csv
 from wsi_amf import screen
-from wsi_amf.bundle import load_bundle
 from wsi_amf.cli import main
 from wsi_amf.ensemble import Ensemble
 from wsi_amf.outputs import AMF_CLASS, NMF_CLASS, wilson_interval

@@ -171,7 +171,6 @@ def load_bundle(path: str | Path | None = None) -> ModelBundle:
 
 def save_bundle(path: str | Path, config: BundleConfig, state_dicts: list[Mapping[str, Any]], *, fp16: bool = False) -> ModelBundle:
     """Write a bundle: one safetensors file per member state dict, then ``bundle.json`` (atomically)."""
-    import torch
     from safetensors.torch import save_file
 
     from .outputs import atomic_write_text
@@ -192,14 +191,12 @@ def save_bundle(path: str | Path, config: BundleConfig, state_dicts: list[Mappin
     config = replace(config, members=names)
     config.validate(root)
     atomic_write_text(root / BUNDLE_FILE, json.dumps(config.to_json(), indent=2) + "\n")
-    del torch
     return ModelBundle(path=root, config=config)
 
 
 def build_member(bundle: ModelBundle, index: int):  # -> torch.nn.Module
     """Create the timm architecture and load member ``index``'s weights (float32, eval mode)."""
     import timm
-    import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -222,7 +219,6 @@ def build_member(bundle: ModelBundle, index: int):  # -> torch.nn.Module
             f"model bundle {bundle.path}: {path.name} does not match architecture {cfg.architecture!r} ({detail})"
         ) from None
     model.eval()
-    del torch
     return model
 
 

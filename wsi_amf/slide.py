@@ -15,7 +15,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Mapping
 
 import numpy as np
 
@@ -233,12 +233,12 @@ def _unit_to_um(unit: str | int | None) -> float | None:
     return table.get(str(unit).lower()) if unit is not None else None
 
 
-def _tiff_props_mpp(props: "Sequence[str] | dict") -> float | None:
+def _tiff_props_mpp(props: Mapping[str, str]) -> float | None:
     try:
-        res = float(props["tiff.XResolution"])  # type: ignore[index]
+        res = float(props["tiff.XResolution"])
     except (KeyError, ValueError, TypeError):
         return None
-    um = _unit_to_um(props.get("tiff.ResolutionUnit"))  # type: ignore[union-attr]
+    um = _unit_to_um(props.get("tiff.ResolutionUnit"))
     if um is None or not (math.isfinite(res) and res > 0):
         return None
     mpp = um / res
@@ -260,7 +260,3 @@ def _image_mpp(img) -> float | None:
     mpp = um / res
     return mpp if 0.01 < mpp < 100 else None
 
-
-def iter_batches(n: int, batch: int) -> Iterator[slice]:
-    for start in range(0, n, batch):
-        yield slice(start, min(n, start + batch))
