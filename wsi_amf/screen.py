@@ -24,7 +24,7 @@ from .cache import CHUNK, PatchCache, open_cache
 from .ensemble import Ensemble
 from .errors import OptionError
 from .outputs import write_outputs
-from .points import Points, read_points
+from .points import Points, PointsOptions, SlideContext
 from .slide import Slide
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,7 @@ def screen(
     slide: str | Path,
     points: Points | str | Path,
     *,
+    points_options: PointsOptions | None = None,
     model: Ensemble | ModelBundle | str | Path | None = None,
     out: str | Path | None = None,
     cache_dir: str | Path | None = None,
@@ -104,19 +105,24 @@ def screen(
     """Classify every candidate of ``points`` on ``slide`` as a normal or atypical mitotic figure.
 
     ``model`` is a loaded :class:`Ensemble` (reused across slides), a bundle, a bundle directory, or None for
-    the built-in default. With ``out``, the GeoJSON, CSV table and summary are written there atomically.
+    the built-in default. ``points`` is read (after the slide is opened, so formats in millimetres can use
+    its resolution) with ``points_options`` when it is a path. With ``out``, the GeoJSON, CSV table and summary are written there atomically.
     """
     if batch_size < 1:
         raise OptionError(f"--batch-size {batch_size}: must be at least 1")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise OptionError(f"--threshold {threshold}: must be between 0 and 1")
     t0 = time.perf_counter()
-    pts = points if isinstance(points, Points) else read_points(points)
     ensemble = _ensemble(model, device=device, engine=engine, tta=tta)
     cfg = ensemble.bundle.config
     thr = cfg.threshold if threshold is None else float(threshold)
     timings: dict[str, float] = {}
     with Slide(slide, mpp=mpp) as sl:
+        if isinstance(points, Points):
+            pts = points
+        else:
+            context = SlideContext(name=sl.path.name, mpp=sl.mpp, dimensions=sl.dimensions)
+            pts = (points_options or PointsOptions()).read(points, slide=context)
         inside = sl.contains(pts.xy) if len(pts) else np.zeros(0, dtype=bool)
         status = np.where(inside, "ok", "outside_slide").astype(object)
         if (~inside).any():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import click
@@ -46,6 +47,52 @@ def engine_option(f: F) -> F:
         "--engine", type=click.Choice(["auto", "torch", "onnx"]), default="auto", show_default=True,
         help="Inference engine: auto = ONNX Runtime on the CPU, PyTorch (autocast) on CUDA.",
     )(f)
+
+
+def points_options(f: F) -> F:
+    """The points-file options (format, columns, score filter, class filter), handed to the command as one
+    ``points_options: PointsOptions`` argument."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, points_format: str | None, x_col: str | None, y_col: str | None, score_col: str | None,
+                min_score: float | None, class_name: str | None, **kwargs: Any) -> Any:
+        from ..points import PointsOptions
+
+        opts = PointsOptions(fmt=points_format, x_col=x_col, y_col=y_col, score_col=score_col, min_score=min_score,
+                             class_name=class_name)
+        return f(*args, points_options=opts, **kwargs)
+
+    for decorator in reversed((
+        click.option("--points-format", type=click.Choice(["csv", "geojson"]), default=None,
+                     help="Default: from the file."),
+        click.option("--x-col", default=None, help="CSV column of x (default: detected from the header)."),
+        click.option("--y-col", default=None, help="CSV column of y (default: detected from the header)."),
+        click.option("--score-col", default=None, help="Detector score column / measurement (default: detected)."),
+        click.option("--min-score", type=float, default=None, help="Keep only candidates with a detector score >= this."),
+        click.option("--class", "class_name", default=None, help="Keep only objects of this classification."),
+    )):
+        wrapper = decorator(wrapper)
+    return wrapper  # type: ignore[return-value]
+
+
+def screening_options(f: F) -> F:
+    """Every option of ``screen`` besides the slide, points file and output directory (shared with ``batch``)."""
+    for decorator in reversed((
+        model_option,
+        click.option("--cache", "cache_dir", type=click.Path(path_type=Path), default=None,
+                     help="Patch cache directory. Default: the user cache directory ($WSI_AMF_CACHE overrides)."),
+        click.option("--mpp", type=float, default=None,
+                     help="Slide resolution in um/px, overriding (or supplying) the file's."),
+        device_option,
+        engine_option,
+        batch_size_option,
+        tta_option,
+        threshold_option,
+        click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True, help="Slide reader threads."),
+        points_options,
+    )):
+        f = decorator(f)
+    return f
 
 
 def handle_errors(f: F) -> F:

@@ -10,7 +10,7 @@ format has its own module (`csv_format`, `geojson_format`) with a `read_table(pa
 """
 
 from .csv_format import COORDINATE_COLUMNS
-from .model import CLASS_COLUMNS, SCORE_COLUMNS, Points
-from .reader import read_points
+from .model import CLASS_COLUMNS, SCORE_COLUMNS, Points, SlideContext
+from .reader import PointsOptions, read_points
 
-__all__ = ["CLASS_COLUMNS", "COORDINATE_COLUMNS", "SCORE_COLUMNS", "Points", "read_points"]
+__all__ = ["CLASS_COLUMNS", "COORDINATE_COLUMNS", "SCORE_COLUMNS", "Points", "PointsOptions", "SlideContext", "read_points"]

@@ -21,6 +21,16 @@ SCORE_COLUMNS: tuple[str, ...] = ("score", "probability", "prob", "confidence", 
 CLASS_COLUMNS: tuple[str, ...] = ("class", "classification", "label")
 
 
+@dataclass(frozen=True)
+class SlideContext:
+    """The slide a points file belongs to, for formats that need it (millimetre coordinates, databases
+    holding many slides): its file name, resolution in um/px and level-0 size in pixels, when known."""
+
+    name: str
+    mpp: float | None = None
+    dimensions: tuple[int, int] | None = None
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class Points:
     """Points read from one file, in file order (after filtering and merging duplicates).

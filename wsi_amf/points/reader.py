@@ -4,6 +4,7 @@ reader, then apply the class and score filters and merge duplicate positions."""
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 import math
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import numpy as np
 from wsi_amf.errors import OptionError, PointsError
 
 from . import csv_format, geojson_format
-from .model import CLASS_COLUMNS, SCORE_COLUMNS, Points, Table, first_occurrences, logger, one_line, quoted_list
+from .model import (CLASS_COLUMNS, SCORE_COLUMNS, Points, SlideContext, Table, first_occurrences, logger, one_line,
+                    quoted_list)
 
 _FORMATS = ("csv", "geojson")
 _CSV_SUFFIXES = frozenset({".csv", ".tsv", ".txt"})
@@ -28,6 +30,7 @@ def read_points(
     score_col: str | None = None,
     min_score: float | None = None,
     class_name: str | None = None,
+    slide: SlideContext | None = None,
 ) -> Points:
     """Read candidate points from a CSV or QuPath GeoJSON file.
 
@@ -37,6 +40,7 @@ def read_points(
     min_score: keep points whose score is >= min_score (the file must have a score).
     class_name: keep points of this class only (exact, case-sensitive): GeoJSON `classification`,
         CSV column `class`, `classification` or `label`.
+    slide: the slide the points belong to (name, mpp, size), for formats that need it.
     Exact duplicate positions are merged (the first kept). Raises PointsError for any problem with the file.
     """
     path = Path(path)
@@ -55,6 +59,21 @@ def read_points(
             raise OptionError(f"--x-col/--y-col apply to CSV files only, and {path} is GeoJSON")
         table = geojson_format.read_table(path, text, score_col=score_col)
     return _finish(path, table, min_score=min_score, class_name=class_name)
+
+
+@dataclass(frozen=True)
+class PointsOptions:
+    """How to read a points file (the CLI's points options); ``read`` applies them to one file."""
+
+    fmt: str | None = None
+    x_col: str | None = None
+    y_col: str | None = None
+    score_col: str | None = None
+    min_score: float | None = None
+    class_name: str | None = None
+
+    def read(self, path: str | Path, *, slide: SlideContext | None = None) -> Points:
+        return read_points(path, **dataclasses.asdict(self), slide=slide)
 
 
 def _read_text(path: Path) -> str:
