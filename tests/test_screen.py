@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import csv
 import json
 import math
@@ -84,14 +86,22 @@ def test_threshold_and_tta(tmp_path, slide025, mitosis_points, tiny_bundle):
     assert tta.engine["tta"] and not np.allclose(tta.p_atypical, base.p_atypical, atol=1e-7)
 
 
-def test_onnx_engine_matches_eager_torch(slide025, tiny_bundle):
+@pytest.mark.parametrize("engine", ["onnx", "openvino"])
+def test_cpu_runtime_matches_eager_torch(tiny_bundle, engine):
+    if engine == "openvino":
+        pytest.importorskip("openvino")
     rng = np.random.default_rng(1)
     patches = rng.integers(0, 256, size=(37, 128, 128, 3), dtype=np.uint8)
-    onnx = Ensemble(tiny_bundle, device="cpu", engine="onnx")
+    fast = Ensemble(tiny_bundle, device="cpu", engine=engine)
     eager = Ensemble(tiny_bundle, device="cpu", engine="torch")
-    assert onnx.info.engine == "onnx" and eager.info.engine == "torch"
-    np.testing.assert_allclose(onnx.predict(patches), eager.predict(patches), atol=1e-3)
-    np.testing.assert_allclose(onnx.predict(patches[:5]), onnx.predict(patches)[:5], atol=1e-6)  # batch-independent
+    assert fast.info.engine == engine and eager.info.engine == "torch"
+    np.testing.assert_allclose(fast.predict(patches), eager.predict(patches), atol=1e-3)
+    np.testing.assert_allclose(fast.predict(patches[:5]), fast.predict(patches)[:5], atol=1e-6)  # batch-independent
+
+
+def test_auto_engine_on_cpu_prefers_openvino_then_onnx(tiny_bundle):
+    expected = "openvino" if importlib.util.find_spec("openvino") else "onnx"
+    assert Ensemble(tiny_bundle, device="cpu").info.engine == expected
 
 
 def test_empty_detection_gives_zero_counts(tmp_path, slide025, tiny_bundle):
