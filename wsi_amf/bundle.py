@@ -8,12 +8,13 @@ provenance and metrics. Weights are safetensors: nothing is ever unpickled.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .errors import BundleError
+from .errors import BundleError, one_line
 
 FORMAT_VERSION = 1
 BUNDLE_FILE = "bundle.json"
@@ -74,8 +75,8 @@ class BundleConfig:
             )
         except KeyError as exc:
             raise BundleError(f"model bundle {source}: {BUNDLE_FILE} lacks the key {exc.args[0]!r}") from None
-        except (TypeError, ValueError) as exc:
-            raise BundleError(f"model bundle {source}: {BUNDLE_FILE} has a bad value ({exc})") from None
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise BundleError(f"model bundle {source}: {BUNDLE_FILE} has a bad value ({one_line(exc)})") from None
         cfg.validate(source)
         return cfg
 
@@ -91,7 +92,9 @@ class BundleConfig:
             problems.append(f"mpp {self.mpp} is not positive")
         if not 0.0 <= self.threshold <= 1.0:
             problems.append(f"threshold {self.threshold} is not in [0, 1]")
-        if any(s <= 0 for s in self.std):
+        if not all(math.isfinite(v) for v in (*self.mean, *self.std)):
+            problems.append("mean and std must be finite")
+        elif any(s <= 0 for s in self.std):
             problems.append("std must be positive")
         if len(self.class_names) != 2:
             problems.append("class_names must name exactly two classes (normal, atypical)")
@@ -160,12 +163,13 @@ def load_bundle(path: str | Path | None = None) -> ModelBundle:
         raise BundleError(f"model bundle {root}: {BUNDLE_FILE} is missing")
     try:
         data = json.loads(meta.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"model bundle {root}: {BUNDLE_FILE} cannot be read ({exc})") from None
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, UnicodeDecodeError
+        raise BundleError(f"model bundle {root}: {BUNDLE_FILE} cannot be read ({one_line(exc)})") from None
     config = BundleConfig.from_json(data, source=root)
     for member in config.members:
         if not (root / member).is_file():
-            raise BundleError(f"model bundle {root}: member file {member} is missing")
+            what = "is not a file" if (root / member).exists() else "is missing"
+            raise BundleError(f"model bundle {root}: member file {member} {what}")
     return ModelBundle(path=root, config=config)
 
 

@@ -32,3 +32,13 @@ class DatasetError(WsiAmfError):
 
 class OptionError(WsiAmfError):
     """An option has a value that cannot be used (the CLI maps it to exit code 2)."""
+
+
+class RoiError(WsiAmfError):
+    """A region-of-interest file cannot be parsed or does not fit the slide."""
+
+
+def one_line(exc: BaseException, limit: int = 120) -> str:
+    """The first line of an exception's message (its type name when empty), for a one-line error."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:limit]

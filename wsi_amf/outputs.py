@@ -15,9 +15,11 @@ import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import numpy as np
+
+from .roi import roi_summary
 
 if TYPE_CHECKING:
     from .screen import ScreenResult
@@ -154,6 +156,7 @@ def summary_dict(result: ScreenResult) -> dict[str, Any]:
         "n_classified": n_cls,
         "n_skipped": len(result.points) - n_cls,
         "n_skipped_outside_slide": int(np.sum(result.status == "outside_slide")),
+        "n_skipped_outside_roi": int(np.sum(result.status == "outside_roi")),
         "n_duplicates_merged": result.points.n_duplicates,
         "n_filtered": result.points.n_filtered,
         "n_atypical": n_amf,
@@ -167,23 +170,22 @@ def summary_dict(result: ScreenResult) -> dict[str, Any]:
         "engine": result.engine,
         "cache": {"path": str(result.cache_path), "patches_read_from_slide": result.n_read, "patches_from_cache": result.n_cached},
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
+        "roi": roi_summary(result.roi, mpp=result.slide_mpp, n_mf=n_cls, n_amf=n_amf) if result.roi else None,
     }
 
 
-def write_outputs(result: ScreenResult, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``<stem>.geojson``, ``<stem>.csv`` and ``<stem>.summary.json`` into ``out_dir``."""
+def write_outputs(result: ScreenResult, out_dir: str | Path, *, export: Iterable[str] = ()) -> dict[str, Path]:
+    """Write ``<stem>.geojson``, ``<stem>.csv``, ``<stem>.summary.json`` and the ``export`` files into ``out_dir``."""
+    from .exports import export_files
+
     out = Path(out_dir)
-    paths = {
-        "geojson": out / f"{result.stem}.geojson",
-        "csv": out / f"{result.stem}.csv",
-        "summary": out / f"{result.stem}.summary.json",
-    }
     # Render everything first, so that a failure leaves no file behind.
-    texts = {
-        "geojson": geojson_text(result),
-        "csv": table_text(result),
-        "summary": json.dumps(summary_dict(result), indent=2, allow_nan=False) + "\n",
+    files = {
+        "geojson": (out / f"{result.stem}.geojson", geojson_text(result)),
+        "csv": (out / f"{result.stem}.csv", table_text(result)),
+        "summary": (out / f"{result.stem}.summary.json", json.dumps(summary_dict(result), indent=2, allow_nan=False) + "\n"),
+        **export_files(result, out, export),
     }
-    for key in ("geojson", "csv", "summary"):
-        atomic_write_text(paths[key], texts[key])
-    return paths
+    for path, text in files.values():
+        atomic_write_text(path, text)
+    return {key: path for key, (path, _) in files.items()}

@@ -15,16 +15,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from .bundle import ModelBundle, load_bundle
 from .cache import CHUNK, PatchCache, open_cache
 from .ensemble import Ensemble
-from .errors import OptionError
+from .errors import OptionError, PointsError
+from .exports import check_exports
 from .outputs import write_outputs
 from .points import Points, PointsOptions, SlideContext
+from .roi import Roi, read_roi
 from .slide import Slide
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ class ScreenResult:
     mpp_source: str
     dimensions: tuple[int, int]
     points: Points
-    status: np.ndarray  # str per candidate: "ok" | "outside_slide"
+    status: np.ndarray  # str per candidate: "ok" | "outside_slide" | "outside_roi"
     p_atypical: np.ndarray  # float64 per candidate, NaN when skipped
     threshold: float
     model: dict[str, Any]
@@ -50,6 +52,7 @@ class ScreenResult:
     n_cached: int
     timings: dict[str, float]
     outputs: dict[str, Path] = field(default_factory=dict)
+    roi: Roi | None = None  # the region of interest, clipped to the slide
 
     @property
     def stem(self) -> str:
@@ -94,6 +97,8 @@ def screen(
     out: str | Path | None = None,
     cache_dir: str | Path | None = None,
     mpp: float | None = None,
+    roi: Roi | str | Path | None = None,
+    export: Sequence[str] = (),
     device: str = "auto",
     engine: str = "auto",
     batch_size: int = 64,
@@ -106,16 +111,20 @@ def screen(
 
     ``model`` is a loaded :class:`Ensemble` (reused across slides), a bundle, a bundle directory, or None for
     the built-in default. ``points`` is read (after the slide is opened, so formats in millimetres can use
-    its resolution) with ``points_options`` when it is a path. With ``out``, the GeoJSON, CSV table and summary are written there atomically.
+    its resolution) with ``points_options`` when it is a path. ``roi`` (a QuPath annotation GeoJSON file or a
+    :class:`Roi`, level-0 pixels) keeps only the candidates inside it (the others get status ``outside_roi``)
+    and adds the region's area and densities to the summary. With ``out``, the GeoJSON, CSV table, summary
+    and the ``export`` files (``gc-json``) are written there atomically. Every input is checked before the
+    model loads and before the patch cache is touched.
     """
+    export = check_exports(export)
     if batch_size < 1:
         raise OptionError(f"--batch-size {batch_size}: must be at least 1")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise OptionError(f"--threshold {threshold}: must be between 0 and 1")
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise OptionError(f"--out {out}: is a file, expected a directory")
     t0 = time.perf_counter()
-    ensemble = _ensemble(model, device=device, engine=engine, tta=tta)
-    cfg = ensemble.bundle.config
-    thr = cfg.threshold if threshold is None else float(threshold)
     timings: dict[str, float] = {}
     with Slide(slide, mpp=mpp) as sl:
         if isinstance(points, Points):
@@ -123,10 +132,20 @@ def screen(
         else:
             context = SlideContext(name=sl.path.name, mpp=sl.mpp, dimensions=sl.dimensions)
             pts = (points_options or PointsOptions()).read(points, slide=context)
+        _check_points_on_slide(pts, sl)
+        region = None
+        if roi is not None:
+            region = (roi if isinstance(roi, Roi) else read_roi(roi)).on_slide(*sl.dimensions, sl.mpp)
         inside = sl.contains(pts.xy) if len(pts) else np.zeros(0, dtype=bool)
         status = np.where(inside, "ok", "outside_slide").astype(object)
         if (~inside).any():
             log.warning("slide %s: %d of %d candidates lie outside the slide and are skipped", sl.path, int((~inside).sum()), len(pts))
+        if region is not None:
+            status[inside & ~region.contains(pts.xy)] = "outside_roi"
+            inside = status == "ok"
+        ensemble = _ensemble(model, device=device, engine=engine, tta=tta)
+        cfg = ensemble.bundle.config
+        thr = cfg.threshold if threshold is None else float(threshold)
         ins = np.flatnonzero(inside)
         order = ins[sl.tile_order(pts.xy[ins])]
         with open_cache(cache_dir, sl.path, sl.identity(), size=cfg.patch_size, mpp=cfg.mpp) as cache:
@@ -147,11 +166,31 @@ def screen(
             model={**ensemble.bundle.describe(), "bundle_threshold": cfg.threshold},
             engine={"device": info.device, "engine": info.engine, "tta": info.tta, "autocast": info.autocast_dtype,
                     "batch_size": batch_size},
-            cache_path=cache_path, n_read=n_read, n_cached=n_cached, timings=timings,
+            cache_path=cache_path, n_read=n_read, n_cached=n_cached, timings=timings, roi=region,
         )
     if out is not None:
-        result = replace(result, outputs=write_outputs(result, out))
+        result = replace(result, outputs=write_outputs(result, out, export=export))
     return result
+
+
+def _check_points_on_slide(pts: Points, slide: Slide) -> None:
+    """PointsError when the candidates cannot belong to the slide: all within its size in millimetres (a
+    file in millimetres read as pixels), or all outside it (another slide's file, another unit)."""
+    if len(pts) == 0:
+        return
+    w, h = slide.dimensions
+    x_max, y_max = (float(v) for v in pts.xy.max(axis=0))
+    w_mm, h_mm = w * slide.mpp / 1000.0, h * slide.mpp / 1000.0
+    if x_max <= w_mm and y_max <= h_mm:
+        raise PointsError(
+            f"points file {pts.source}: every coordinate lies within {x_max:g} x {y_max:g}, inside the slide's size in "
+            f"millimetres ({w_mm:g} x {h_mm:g}); coordinates must be level-0 pixels, not millimetres"
+        )
+    if not slide.contains(pts.xy).any():
+        raise PointsError(
+            f"points file {pts.source}: all {len(pts)} candidates lie outside the slide ({w} x {h} pixels; "
+            f"candidates up to x {x_max:g}, y {y_max:g}); are they another slide's, or in another unit?"
+        )
 
 
 def _ensemble(model: Ensemble | ModelBundle | str | Path | None, *, device: str, engine: str, tta: bool) -> Ensemble:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +18,11 @@ from typing import Mapping
 
 import numpy as np
 
-from .errors import OptionError, SlideError
+from .errors import OptionError, SlideError, one_line
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 _EPS = 1e-6
+MPP_OPTION_RANGE = (0.05, 20.0)  # um/px: from beyond 100x down to a 1.25x overview
 
 
 @dataclass(frozen=True)
@@ -48,14 +48,20 @@ class Slide:
         import openslide
 
         self.path = Path(path)
-        if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
-            raise OptionError(f"--mpp {mpp}: must be a positive number of micrometres per pixel")
+        check_mpp_option(mpp)
         if not self.path.exists():
             raise SlideError(f"slide {self.path}: no such file")
         if self.path.is_dir():
             raise SlideError(f"slide {self.path}: is a directory, not a slide file")
-        if not os.access(self.path, os.R_OK):
-            raise SlideError(f"slide {self.path}: permission denied")
+        try:
+            with open(self.path, "rb") as fh:
+                empty = not fh.read(1)
+        except PermissionError:
+            raise SlideError(f"slide {self.path}: cannot be read (permission denied)") from None
+        except OSError as exc:
+            raise SlideError(f"slide {self.path}: cannot be read ({exc.strerror or one_line(exc)})") from None
+        if empty:
+            raise SlideError(f"slide {self.path}: the file is empty (0 bytes)")
         try:
             self._osr = openslide.OpenSlide(str(self.path))
             self.backend = "openslide"
@@ -63,7 +69,7 @@ class Slide:
             self._osr = self._open_image()
             self.backend = "image"
         except (openslide.OpenSlideError, OSError) as exc:
-            raise SlideError(f"slide {self.path}: cannot be read by OpenSlide ({_one_line(exc)})") from None
+            raise SlideError(f"slide {self.path}: cannot be read by OpenSlide ({one_line(exc)})") from None
         self.dimensions: tuple[int, int] = tuple(self._osr.dimensions)  # type: ignore[assignment]
         self.level_downsamples: tuple[float, ...] = tuple(float(d) for d in self._osr.level_downsamples)
         self.level_dimensions: tuple[tuple[int, int], ...] = tuple(tuple(d) for d in self._osr.level_dimensions)  # type: ignore[misc]
@@ -85,13 +91,16 @@ class Slide:
         from PIL import Image, UnidentifiedImageError
 
         if self.path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise SlideError(f"slide {self.path}: not a slide format OpenSlide reads, nor a plain image")
+            raise SlideError(
+                f"slide {self.path}: OpenSlide does not recognise it and it is not a plain image "
+                "(a damaged, truncated or unsupported file?)"
+            )
         Image.MAX_IMAGE_PIXELS = None
         try:
             img = Image.open(self.path)
             img.load()
         except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise SlideError(f"slide {self.path}: cannot be read as an image ({_one_line(exc)})") from None
+            raise SlideError(f"slide {self.path}: cannot be read as an image ({one_line(exc)})") from None
         self._image_dpi = _image_mpp(img)
         return openslide.ImageSlide(img.convert("RGB") if img.mode not in ("RGB", "RGBA") else img)
 
@@ -166,7 +175,7 @@ class Slide:
         try:
             rgba = self._osr.read_region((int(round(cx0 * ds)), int(round(cy0 * ds))), level, (cx1 - cx0, cy1 - cy0))
         except Exception as exc:  # openslide raises OpenSlideError; corrupt tiles surface here
-            raise SlideError(f"slide {self.path}: reading level {level} at ({cx0}, {cy0}) failed ({_one_line(exc)})") from None
+            raise SlideError(f"slide {self.path}: reading level {level} at ({cx0}, {cy0}) failed ({one_line(exc)})") from None
         arr = np.asarray(rgba)
         rgb = arr[..., :3]
         alpha = arr[..., 3:4]
@@ -222,9 +231,18 @@ class Slide:
         return f"Slide({str(self.path)!r}, dimensions={self.dimensions}, mpp={self.mpp})"
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+def check_mpp_option(mpp: float | None) -> None:
+    """OptionError unless ``mpp`` (``--mpp``) is None or a plausible scan resolution in micrometres per pixel."""
+    if mpp is None:
+        return
+    if not (math.isfinite(mpp) and mpp > 0):
+        raise OptionError(f"--mpp {mpp}: must be a positive number of micrometres per pixel")
+    if not MPP_OPTION_RANGE[0] <= mpp <= MPP_OPTION_RANGE[1]:
+        raise OptionError(
+            f"--mpp {mpp}: not a plausible resolution in micrometres per pixel (expected {MPP_OPTION_RANGE[0]:g} to "
+            f"{MPP_OPTION_RANGE[1]:g}, e.g. 0.25 for a 40x scan; not millimetres, nanometres or a magnification)"
+        )
+
 
 
 def _unit_to_um(unit: str | int | None) -> float | None:
@@ -259,4 +277,3 @@ def _image_mpp(img) -> float | None:
         return None
     mpp = um / res
     return mpp if 0.01 < mpp < 100 else None
-

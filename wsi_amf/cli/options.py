@@ -10,6 +10,7 @@ from typing import Any, Callable, TypeVar
 import click
 
 from ..errors import OptionError, WsiAmfError
+from ..exports import EXPORTS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,6 +50,29 @@ def engine_option(f: F) -> F:
     )(f)
 
 
+def threads_option(f: F) -> F:
+    return click.option(
+        "--threads", type=click.IntRange(min=1), default=None,
+        help="CPU threads for PyTorch / ONNX Runtime (default: one per core). Use 1 when other jobs share the CPU.",
+    )(f)
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def patch_inference_options(f: F) -> F:
+    """Running a bundle on patch images (``evaluate``, ``classify``, ``classify-stack``): --model, --device,
+    --engine, --batch-size, --tta, --threshold, --threads."""
+    for decorator in reversed((model_option, device_option, engine_option, batch_size_option, tta_option,
+                               threshold_option, threads_option)):
+        f = decorator(f)
+    return f
+
+
 def points_options(f: F) -> F:
     """The points-file options (format, columns, score filter, class filter), handed to the command as one
     ``points_options: PointsOptions`` argument."""
@@ -83,6 +107,12 @@ def screening_options(f: F) -> F:
                      help="Patch cache directory. Default: the user cache directory ($WSI_AMF_CACHE overrides)."),
         click.option("--mpp", type=float, default=None,
                      help="Slide resolution in um/px, overriding (or supplying) the file's."),
+        click.option("--roi", type=click.Path(path_type=Path), default=None,
+                     help="Region of interest: QuPath annotation GeoJSON (polygons, level-0 pixels). Only candidates "
+                          "inside are classified; the summary adds its area in mm2 and the densities per mm2 and 2 mm2."),
+        click.option("--export", type=click.Choice(list(EXPORTS)), multiple=True,
+                     help="Extra output (repeatable): gc-json = grand-challenge 'Multiple points' JSON in mm, "
+                          "probability = P(atypical)."),
         device_option,
         engine_option,
         batch_size_option,

@@ -36,5 +36,10 @@ def screen_cmd(ctx: click.Context, slide: Path, points_path: Path, out: Path, po
     ci = "" if s["amf_ratio_ci95"] is None else " (95% CI {:.3f}-{:.3f})".format(*s["amf_ratio_ci95"])
     click.echo(f"{result.slide_path.name}: {s['n_classified']} of {s['n_candidates']} candidates classified, "
                f"{s['n_atypical']} atypical, {s['n_normal']} normal; AMF ratio {ratio}{ci}")
+    if s["roi"] is not None:
+        r = s["roi"]
+        click.echo(f"  ROI {r['area_mm2']:.3f} mm2: {r['n_mf']} mitotic figures ({r['mf_per_2mm2']:.1f} per 2 mm2), "
+                   f"{r['n_amf']} atypical ({r['amf_per_2mm2']:.1f} per 2 mm2); "
+                   f"{s['n_skipped_outside_roi']} candidates outside the ROI")
     for kind, path in result.outputs.items():
         click.echo(f"  {kind:8s} {path}")

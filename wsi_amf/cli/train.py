@@ -7,8 +7,7 @@ from typing import Any, Callable, TypeVar
 
 import click
 
-from .options import (batch_size_option, device_option, engine_option, handle_errors, model_option, threshold_option,
-                      tta_option)
+from .options import device_option, handle_errors, patch_inference_options, set_threads, threads_option
 
 F = TypeVar("F", bound=Callable[..., Any])
 FORMATS = ("midog25", "amibr", "folder", "csv")  # mirrors training.datasets.FORMATS (not imported: --help stays fast)
@@ -33,20 +32,6 @@ def _operations(value: str | None) -> tuple[str, ...] | None:
 
 def _fmt(value: Any) -> str:
     return "n/a" if value is None else f"{value:.3f}"
-
-
-def threads_option(f: F) -> F:
-    return click.option(
-        "--threads", type=click.IntRange(min=1), default=None,
-        help="CPU threads for PyTorch / ONNX Runtime (default: one per core). Use 1 when other jobs share the CPU.",
-    )(f)
-
-
-def _set_threads(threads: int | None) -> None:
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
 
 
 def dataset_options(f: F) -> F:
@@ -112,7 +97,7 @@ def train_cmd(ctx: click.Context, data: Path, out: Path, recipe: str, **opts: An
     """
     from ..training import train
 
-    _set_threads(opts.pop("threads"))
+    set_threads(opts.pop("threads"))
     overrides = {k: opts.pop(k) for k in HYPERPARAMETERS}
     result = train(
         data, out, recipe=recipe, format=opts.pop("data_format"), quiet=_quiet(ctx), **opts, **overrides,
@@ -140,21 +125,15 @@ def train_cmd(ctx: click.Context, data: Path, out: Path, recipe: str, **opts: An
 @click.command("evaluate")
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output directory (created).")
-@model_option
 @dataset_options
-@device_option
-@engine_option
-@batch_size_option
-@tta_option
-@threshold_option
-@threads_option
+@patch_inference_options
 @click.pass_context
 @handle_errors
 def evaluate_cmd(ctx: click.Context, data: Path, out: Path, model: str | None, data_format: str | None, **opts: Any) -> None:
     """Evaluate a model bundle on the labelled dataset DATA: metrics.json, predictions.csv, roc.png."""
     from ..training import evaluate
 
-    _set_threads(opts.pop("threads"))
+    set_threads(opts.pop("threads"))
     result = evaluate(data, out, model=model, format=data_format, quiet=_quiet(ctx), **opts)
     if _quiet(ctx):
         return
@@ -173,21 +152,15 @@ def evaluate_cmd(ctx: click.Context, data: Path, out: Path, model: str | None, d
 @click.command("classify")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="CSV to write: path,p_atypical,label.")
-@model_option
-@device_option
-@engine_option
-@batch_size_option
-@tta_option
-@threshold_option
+@patch_inference_options
 @click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True, help="Image decoding threads.")
-@threads_option
 @click.pass_context
 @handle_errors
 def classify_cmd(ctx: click.Context, paths: tuple[Path, ...], out: Path, model: str | None, **opts: Any) -> None:
     """Classify patch images (files, folders searched recursively, multi-page TIFF stacks) as normal or atypical."""
     from ..training import classify
 
-    _set_threads(opts.pop("threads"))
+    set_threads(opts.pop("threads"))
     result = classify(list(paths), out, model=model, quiet=_quiet(ctx), **opts)
     if not _quiet(ctx):
         click.echo(f"{result.n} patches: {result.n_atypical} atypical at threshold {result.threshold:.3f}; wrote {result.out}")

@@ -28,7 +28,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import DatasetError, OptionError
+from ..errors import DatasetError, OptionError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,8 @@ def _read_header(path: Path) -> list[str]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             return [c.strip() for c in next(csv.reader(fh), [])]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"dataset {path}: cannot be read ({exc})") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetError(f"dataset {path}: cannot be read ({one_line(exc)})") from None
 
 
 def _table_format(header: Sequence[str]) -> str | None:
@@ -177,11 +177,21 @@ def _parse_label(value: str, *, where: str) -> int:
 
 
 def _read_table(path: Path) -> list[dict[str, str]]:
+    """The rows as dicts of stripped strings; a row with more (non-empty) fields than the header is an error."""
+    extra = "\0extra"
+    rows = []
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
-            return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(fh)]
+            reader = csv.DictReader(fh, restkey=extra)
+            for row in reader:
+                if any(cell.strip() for cell in row.pop(extra, [])):
+                    raise DatasetError(
+                        f"dataset {path} line {reader.line_num}: has more fields than the header's {len(reader.fieldnames or [])}"
+                    )
+                rows.append({(k or "").strip(): (v or "").strip() for k, v in row.items()})
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DatasetError(f"dataset {path}: cannot be read ({exc})") from None
+        raise DatasetError(f"dataset {path}: cannot be read ({one_line(exc)})") from None
+    return rows
 
 
 def _need(path: Path, rows: list[dict[str, str]], columns: Iterable[str | None]) -> None:

@@ -1,0 +1,29 @@
+"""``wsi-amf classify-stack``: MIDOG 2025 track 2 container I/O (multi-page TIFF of patches -> JSON list)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .options import handle_errors, patch_inference_options, set_threads
+
+
+@click.command("classify-stack")
+@click.argument("stack", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help='JSON to write: [{"class": "normal"|"atypical", "confidence": P(atypical)}, ...] in page order.')
+@patch_inference_options
+@click.pass_context
+@handle_errors
+def classify_stack_cmd(ctx: click.Context, stack: Path, out: Path, model: str | None, **opts: Any) -> None:
+    """Classify every page of STACK, a multi-page TIFF of 128x128 RGB patches (MIDOG 2025 track 2 input)."""
+    from ..training.track2 import classify_stack
+
+    set_threads(opts.pop("threads"))
+    root = ctx.find_root()
+    quiet = bool(root.obj.get("quiet", False)) if isinstance(root.obj, dict) else False
+    result = classify_stack(stack, out, model=model, quiet=quiet, **opts)
+    if not quiet:
+        click.echo(f"{result.n} patches: {result.n_atypical} atypical at threshold {result.threshold:.3f}; wrote {result.out}")

@@ -1,0 +1,60 @@
+"""Reading a user's input file (text, JSON) with one-line errors that name the file and the problem, and
+naming JSON values in such messages.
+
+``what`` names the kind of file in messages ("ROI file", ...); ``error`` is the error type to raise.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import WsiAmfError, one_line
+
+
+def read_text(path: Path, *, what: str, error: type[WsiAmfError]) -> str:
+    """The file's text (UTF-8, a BOM dropped); ``error`` if it is missing, a folder, unreadable, not text or empty."""
+    try:
+        if path.is_dir():
+            raise error(f"{what} {path} is a directory, not a file")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist") from None
+    except PermissionError:
+        raise error(f"{what} {path} cannot be read (permission denied)") from None
+    except (OSError, ValueError) as exc:
+        raise error(f"{what} {path} cannot be read ({getattr(exc, 'strerror', None) or one_line(exc)})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} {path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+    if not text.strip():
+        raise error(f"{what} {path} is empty")
+    return text
+
+
+def load_json(path: Path, text: str, *, what: str, error: type[WsiAmfError]) -> Any:
+    """``text`` parsed as JSON (NaN / Infinity tokens are let through: callers check numbers)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{what} {path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except (ValueError, RecursionError) as exc:
+        raise error(f"{what} {path}: not valid JSON ({one_line(exc)})") from None
+
+
+def is_number(value: Any) -> bool:
+    """A JSON number (not a boolean)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def json_type(value: Any) -> str:
+    """What a JSON value is, for a message: "null", "a boolean", "a number", "a string", "a list", "an object"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if is_number(value):
+        return "a number"
+    return {str: "a string", list: "a list"}.get(type(value), "an object")
