@@ -46,7 +46,7 @@ def tta_option(f: F) -> F:
 def engine_option(f: F) -> F:
     return click.option(
         "--engine", type=click.Choice(["auto", "torch", "openvino", "onnx"]), default="auto", show_default=True,
-        help="Inference engine: auto = ONNX Runtime on the CPU, PyTorch (autocast) on CUDA.",
+        help="Inference engine: auto = OpenVINO (else ONNX Runtime) on the CPU, PyTorch (autocast) on CUDA.",
     )(f)
 
 
