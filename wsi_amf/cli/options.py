@@ -74,26 +74,33 @@ def patch_inference_options(f: F) -> F:
 
 
 def points_options(f: F) -> F:
-    """The points-file options (format, columns, score filter, class filter), handed to the command as one
-    ``points_options: PointsOptions`` argument."""
+    """The points-file options (format, columns, score filter, class filter, database slide), handed to the
+    command as one ``points_options: PointsOptions`` argument."""
 
     @functools.wraps(f)
     def wrapper(*args: Any, points_format: str | None, x_col: str | None, y_col: str | None, score_col: str | None,
-                min_score: float | None, class_name: str | None, **kwargs: Any) -> Any:
+                min_score: float | None, class_name: str | None, db_slide: str | None, **kwargs: Any) -> Any:
         from ..points import PointsOptions
 
         opts = PointsOptions(fmt=points_format, x_col=x_col, y_col=y_col, score_col=score_col, min_score=min_score,
-                             class_name=class_name)
+                             class_name=class_name, db_slide=db_slide)
         return f(*args, points_options=opts, **kwargs)
 
     for decorator in reversed((
-        click.option("--points-format", type=click.Choice(["csv", "geojson"]), default=None,
-                     help="Default: from the file."),
+        click.option("--points-format", type=click.Choice(["csv", "geojson", "gc-json", "sliderunner", "midogpp"]),
+                     default=None,
+                     help="Points file format (default: from the extension and content). gc-json: grand-challenge "
+                          "'Multiple points' in mm; sliderunner: SlideRunner/EXACT SQLite; midogpp: MIDOG++ JSON."),
         click.option("--x-col", default=None, help="CSV column of x (default: detected from the header)."),
         click.option("--y-col", default=None, help="CSV column of y (default: detected from the header)."),
         click.option("--score-col", default=None, help="Detector score column / measurement (default: detected)."),
         click.option("--min-score", type=float, default=None, help="Keep only candidates with a detector score >= this."),
-        click.option("--class", "class_name", default=None, help="Keep only objects of this classification."),
+        click.option("--class", "class_name", default=None,
+                     help="Keep only objects of this class (GeoJSON classification, CSV class/label column, "
+                          "database or MIDOG++ class name, gc-json point name)."),
+        click.option("--db-slide", default=None,
+                     help="The slide's file name (or number) in a SlideRunner database or MIDOG++ JSON holding many "
+                          "slides (default: the slide's own file name)."),
     )):
         wrapper = decorator(wrapper)
     return wrapper  # type: ignore[return-value]

@@ -36,8 +36,10 @@ class Points:
     """Points read from one file, in file order (after filtering and merging duplicates).
 
     `score` is None when the file has no score; a NaN entry means the file gives no score for that point.
-    `columns` holds every other column (CSV) or the Feature's `id`, `classification`, and `name` /
-    `object_type` when present (GeoJSON), as strings, one entry per point.
+    `columns` holds, as strings, one entry per point: every other column (CSV); the Feature's `id`,
+    `classification`, and `name` / `object_type` when present (GeoJSON); `class` and
+    `below_detector_threshold` (gc-json); `class`, `annotation_uid`, `guid` (SlideRunner); `class`,
+    `annotation_id` (MIDOG++).
     Arrays are copied on construction and read-only.
     """
 
@@ -114,6 +116,16 @@ class Table:
     score_name: str | None
     columns: dict[str, list[str]]
     class_column: str | None
+
+    @classmethod
+    def of(cls, path: Path, xy: Any, *, columns: dict[str, list[str]], class_column: str | None,
+           score: Any = None, score_name: str | None = None) -> Table:
+        """A Table from plain lists: `xy` as an [N, 2] float array, `score` (None: the file has none) as floats,
+        its missing (NaN) values logged."""
+        scores = None if score is None else np.asarray(score, dtype=np.float64).reshape(-1)
+        warn_missing_scores(path, scores, score_name)
+        return cls(xy=np.asarray(xy, dtype=np.float64).reshape(-1, 2), score=scores,
+                   score_name=score_name if scores is not None else None, columns=columns, class_column=class_column)
 
 
 # ---------------------------------------------------------------- duplicates and warnings

@@ -4,21 +4,31 @@ reader, then apply the class and score filters and merge duplicate positions."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from wsi_amf.errors import OptionError, PointsError
 
-from . import csv_format, geojson_format
-from .model import (CLASS_COLUMNS, SCORE_COLUMNS, Points, SlideContext, Table, first_occurrences, logger, one_line,
+from . import csv_format, files, gc_json, geojson_format, midogpp, sliderunner
+from .json_values import load_json
+from .model import (CLASS_COLUMNS, SCORE_COLUMNS, Points, SlideContext, Table, first_occurrences, logger,
                     quoted_list)
 
-_FORMATS = ("csv", "geojson")
+#: The formats `fmt` / --points-format names, and how messages call them.
+FORMATS: dict[str, str] = {
+    "csv": "CSV",
+    "geojson": "QuPath GeoJSON",
+    "gc-json": "grand-challenge 'Multiple points' JSON",
+    "sliderunner": "a SlideRunner/EXACT database",
+    "midogpp": "MIDOG++ JSON",
+}
 _CSV_SUFFIXES = frozenset({".csv", ".tsv", ".txt"})
-_GEOJSON_SUFFIXES = frozenset({".geojson", ".json"})
+_JSON_SUFFIXES = frozenset({".geojson", ".json"})
+_SQLITE_SUFFIXES = frozenset({".sqlite", ".sqlite3", ".db"})
 
 
 def read_points(
@@ -30,34 +40,36 @@ def read_points(
     score_col: str | None = None,
     min_score: float | None = None,
     class_name: str | None = None,
+    db_slide: str | None = None,
     slide: SlideContext | None = None,
 ) -> Points:
-    """Read candidate points from a CSV or QuPath GeoJSON file.
+    """Read candidate points (level-0 pixels) from a points file.
 
-    fmt: "csv" or "geojson"; None detects it from the extension, else from the first non-space character.
+    fmt: one of `FORMATS` ("csv", "geojson", "gc-json", "sliderunner", "midogpp"); None detects it: an SQLite
+        database is SlideRunner/EXACT; `.csv` / `.tsv` / `.txt` is CSV; JSON (by extension or first character)
+        is grand-challenge "Multiple points" when its type says so, MIDOG++ when it has `images` and
+        `annotations`, QuPath GeoJSON otherwise; a `.zip` is QuPath GeoJSON; `.gz` files are decompressed.
     x_col / y_col: CSV coordinate columns (both or neither); None detects a known pair (`COORDINATE_COLUMNS`).
-    score_col: the score column (CSV) or measurement (GeoJSON); None detects one of `SCORE_COLUMNS`.
+    score_col: the score column (CSV), measurement (GeoJSON) or key (gc-json `probability`, MIDOG++ `score`);
+        None detects one.
     min_score: keep points whose score is >= min_score (the file must have a score).
-    class_name: keep points of this class only (exact, case-sensitive): GeoJSON `classification`,
-        CSV column `class`, `classification` or `label`.
-    slide: the slide the points belong to (name, mpp, size), for formats that need it.
+    class_name: keep points of this class only (exact, case-sensitive): GeoJSON `classification`, CSV column
+        `class`, `classification` or `label`, the `class` of the other formats.
+    db_slide: the slide's name (or number) in a SlideRunner database or MIDOG++ file holding many slides;
+        None matches the slide's file name.
+    slide: the slide the points belong to (name, mpp, size): gc-json needs its mpp; the databases its name.
     Exact duplicate positions are merged (the first kept). Raises PointsError for any problem with the file.
     """
     path = Path(path)
-    if fmt is not None and fmt.lower() not in _FORMATS:
-        raise OptionError(f"--points-format {fmt!r}: use 'csv' or 'geojson'")
+    if fmt is not None and fmt.lower() not in FORMATS:
+        raise OptionError(f"--points-format {fmt!r}: use one of {', '.join(FORMATS)}")
     if (x_col is None) != (y_col is None):
         raise OptionError("--x-col and --y-col must be given together")
     if min_score is not None and not math.isfinite(min_score):
         raise OptionError(f"--min-score {min_score!r}: must be a finite number")
-    text = _read_text(path)
-    kind = fmt.lower() if fmt is not None else _detect_format(path, text)
-    if kind == "csv":
-        table = csv_format.read_table(path, text, x_col=x_col, y_col=y_col, score_col=score_col)
-    else:
-        if x_col is not None:
-            raise OptionError(f"--x-col/--y-col apply to CSV files only, and {path} is GeoJSON")
-        table = geojson_format.read_table(path, text, score_col=score_col)
+    kind, table = _read_table(path, None if fmt is None else fmt.lower(), x_col=x_col, y_col=y_col,
+                              score_col=score_col, db_slide=db_slide, slide=slide)
+    logger.debug("points file %s read as %s: %d points", path, FORMATS[kind], len(table.xy))
     return _finish(path, table, min_score=min_score, class_name=class_name)
 
 
@@ -71,44 +83,64 @@ class PointsOptions:
     score_col: str | None = None
     min_score: float | None = None
     class_name: str | None = None
+    db_slide: str | None = None
 
     def read(self, path: str | Path, *, slide: SlideContext | None = None) -> Points:
         return read_points(path, **dataclasses.asdict(self), slide=slide)
 
 
-def _read_text(path: Path) -> str:
-    """The file's text (UTF-8, a BOM dropped); PointsError if it is missing, unreadable, not text or empty."""
-    try:
-        if path.is_dir():
-            raise PointsError(f"points file {path} is a directory, not a file")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise PointsError(f"points file {path} does not exist") from None
-    except PermissionError:
-        raise PointsError(f"points file {path} cannot be read (permission denied)") from None
-    except (OSError, ValueError) as err:
-        reason = getattr(err, "strerror", None) or str(err)
-        raise PointsError(f"points file {path} cannot be read ({one_line(reason)})") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise PointsError(
-            f"points file {path} is not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
-            "save it as UTF-8"
-        ) from None
-    if not text.strip():
-        raise PointsError(f"points file {path} is empty")
-    return text
+def _read_table(path: Path, fmt: str | None, *, x_col: str | None, y_col: str | None, score_col: str | None,
+                db_slide: str | None, slide: SlideContext | None) -> tuple[str, Table]:
+    """The format's name and what its reader found."""
+    content = files.load(path)
+    kind = _detect(path, content, fmt)
+    documents: list[tuple[str, Any]] = []
+    if kind in ("json", "geojson", "gc-json", "midogpp"):
+        documents = [(where, load_json(where, text)) for where, text in content.texts]
+        if kind == "json":
+            data = documents[0][1]
+            kind = "gc-json" if gc_json.is_gc_json(data) else "midogpp" if midogpp.is_midogpp(data) else "geojson"
+    if x_col is not None and kind != "csv":
+        raise OptionError(f"--x-col/--y-col apply to CSV files only, and {path} is {FORMATS[kind]}")
+    if db_slide is not None and kind not in ("sliderunner", "midogpp"):
+        raise OptionError(f"--db-slide applies to SlideRunner databases and MIDOG++ JSON only, and {path} is "
+                          f"{FORMATS[kind]}")
+    if kind == "sliderunner":
+        return kind, sliderunner.read_table(path, slide=slide, db_slide=db_slide)
+    if kind == "csv":
+        (_, text), = content.texts
+        return kind, csv_format.read_table(path, text, x_col=x_col, y_col=y_col, score_col=score_col)
+    if kind == "gc-json":
+        return kind, gc_json.read_table(path, documents[0][1], slide=slide, score_col=score_col)
+    if kind == "midogpp":
+        return kind, midogpp.read_table(path, documents[0][1], slide=slide, db_slide=db_slide, score_col=score_col)
+    return kind, geojson_format.read_table(path, documents, score_col=score_col)
 
 
-def _detect_format(path: Path, text: str) -> str:
-    """'csv' or 'geojson', from the extension, else from the first non-space character."""
-    suffix = path.suffix.lower()
+def _detect(path: Path, content: files.Content, fmt: str | None) -> str:
+    """The format: `fmt` when given (checked against what the file is), else from the file; "json" when
+    the file is JSON of a kind still to be told from its content."""
+    if content.sqlite:
+        if fmt not in (None, "sliderunner"):
+            raise PointsError(f"points file {path} is an SQLite database, not {FORMATS[fmt]}; "
+                              "leave out --points-format or use sliderunner")
+        return "sliderunner"
+    if fmt == "sliderunner" or (fmt is None and path.suffix.lower() in _SQLITE_SUFFIXES):
+        raise PointsError(f"points file {path} is not an SQLite database (it lacks the SQLite header), so not "
+                          f"{FORMATS['sliderunner']}")
+    if content.archive:
+        if fmt not in (None, "geojson"):
+            raise PointsError(f"points file {path} is a zip archive: only QuPath GeoJSON is read from one")
+        return "geojson"
+    if fmt is not None:
+        return fmt
+    suffix = Path(content.name).suffix.lower()
     if suffix in _CSV_SUFFIXES:
         return "csv"
-    if suffix in _GEOJSON_SUFFIXES:
-        return "geojson"
-    return "geojson" if text.lstrip()[:1] in ("{", "[") else "csv"
+    if suffix in _JSON_SUFFIXES:
+        return "json"
+    (_, text), = content.texts
+    return "json" if text.lstrip()[:1] in ("{", "[") else "csv"
 
 
 def _finish(path: Path, table: Table, *, min_score: float | None, class_name: str | None) -> Points:

@@ -1,0 +1,110 @@
+"""Checking values of the JSON formats (QuPath GeoJSON, grand-challenge points, MIDOG++): every helper
+raises `PointsError` whose message starts with `where` (the file and the place in it)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from wsi_amf.errors import PointsError
+
+from .model import one_line, quote
+
+
+def load_json(where: str, text: str) -> Any:
+    """Parsed `text`; PointsError (naming the line and column) when it is not JSON."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise PointsError(f"{where}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+    except (ValueError, RecursionError) as err:
+        raise PointsError(f"{where}: not valid JSON ({one_line(str(err))})") from None
+
+
+def json_type(value: Any) -> str:
+    """What a JSON value is, for a message: 'null', 'a number', 'a list', ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def to_float(value: Any) -> float:
+    """A JSON number as a float (an integer too large for a float becomes infinite)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def list_of(where: str, what: str, value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise PointsError(f"{where}: {what} is {json_type(value)}, expected a list")
+    return value
+
+
+def object_of(where: str, what: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise PointsError(f"{where}: {what} is {json_type(value)}, expected an object")
+    return value
+
+
+def text_field(where: str, what: str, value: Any) -> str:
+    """A string-like field as text ('' when absent); numbers are written out, anything else is an error."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if is_number(value):
+        return str(value)
+    raise PointsError(f"{where}: {what} is {json_type(value)}, expected a string")
+
+
+def optional_score(where: str, what: str, value: Any) -> float:
+    """A detector score: NaN when absent (null or NaN), a finite number otherwise."""
+    if value is None:
+        return math.nan
+    if not is_number(value):
+        raise PointsError(f"{where}: {what} is {json_type(value)}, expected a number")
+    number = to_float(value)
+    if math.isinf(number):
+        raise PointsError(f"{where}: {what} is not finite")
+    return number
+
+
+def position(where: str, value: Any, *, unit: str = "level-0 pixels") -> tuple[float, float]:
+    """[x, y] (a third coordinate, z, is ignored): finite, non-negative numbers."""
+    if not isinstance(value, list) or len(value) < 2 or not all(is_number(c) for c in value[:2]):
+        raise PointsError(f"{where}: coordinates are not [x, y] numbers ({one_line(_dump(value), 40)})")
+    x, y = to_float(value[0]), to_float(value[1])
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise PointsError(f"{where}: coordinates are not finite ({one_line(_dump(value), 40)})")
+    if x < 0 or y < 0:
+        raise PointsError(f"{where}: coordinates are negative ({x:g}, {y:g}); they are {unit} from the top-left")
+    return x, y
+
+
+def identifier(where: str, what: str, value: Any) -> int | str:
+    """An id (a number or a string) usable as a key."""
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise PointsError(f"{where}: {what} is {json_type(value)}, expected a number or a string")
+
+
+def _dump(value: Any) -> str:
+    try:
+        return json.dumps(value, allow_nan=True)
+    except (ValueError, TypeError, RecursionError):
+        return quote(repr(value))
