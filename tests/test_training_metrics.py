@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from wsi_amf.training.metrics import (best_balanced_accuracy_threshold, binary_metrics, midranks, otsu_threshold,
@@ -71,17 +71,19 @@ def test_otsu_by_hand() -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.floats(0, 1, allow_nan=False), min_size=2, max_size=30))
+@example([0.0, 5e-324])  # neighbouring floats: the plain mid-point is the lower value
 def test_otsu_maximises_between_class_variance(values: list[float]) -> None:
     q = np.sort(np.asarray(values))
     t = otsu_threshold(q)
     if q[0] == q[-1]:
         return
+    assert q[0] < t <= q[-1]  # both classes non-empty
 
     def between(cut: float) -> float:
         lo, hi = q[q < cut], q[q >= cut]
         return len(lo) * len(hi) / len(q) ** 2 * (lo.mean() - hi.mean()) ** 2
 
-    cuts = [(a + b) / 2 for a, b in zip(q[:-1], q[1:]) if a != b]
+    cuts = [a + (b - a) / 2 if a + (b - a) / 2 > a else b for a, b in zip(q[:-1], q[1:]) if a != b]
     assert between(t) >= max(between(c) for c in cuts) - 1e-12
 
 

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 @click.command("screen")
 @click.argument("slide", type=click.Path(path_type=Path))
 @click.option("--points", "points_path", required=True, type=click.Path(path_type=Path),
-              help="Candidate positions in level-0 pixels: CSV or QuPath GeoJSON.")
+              help="Candidate positions: CSV, QuPath GeoJSON (.gz, .zip), grand-challenge JSON (mm), SlideRunner "
+                   "SQLite or MIDOG++ JSON (see --points-format).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
               help="Output directory (created).")
 @screening_options

@@ -150,7 +150,14 @@ def otsu_threshold(p: Sequence[float] | np.ndarray) -> float:
     between = w0 * w1 * (m0 - m1) ** 2
     between[~valid] = -np.inf
     i = int(np.argmax(between))
-    return float((q[k[i] - 1] + q[k[i]]) / 2.0)
+    return _midpoint(q[k[i] - 1], q[k[i]])
+
+
+def _midpoint(lo: float, hi: float) -> float:
+    """A cut strictly above ``lo`` and at most ``hi`` (the plain mid-point rounds down to ``lo`` for
+    neighbouring floats such as 0 and 5e-324)."""
+    mid = lo + (hi - lo) / 2.0
+    return float(mid if mid > lo else hi)
 
 
 def threshold_metrics(
