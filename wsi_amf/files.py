@@ -34,14 +34,15 @@ def read_text(path: Path, *, what: str, error: type[WsiAmfError]) -> str:
     return text
 
 
-def load_json(path: Path, text: str, *, what: str, error: type[WsiAmfError]) -> Any:
-    """``text`` parsed as JSON (NaN / Infinity tokens are let through: callers check numbers)."""
+def load_json(text: str, *, where: str, error: type[WsiAmfError]) -> Any:
+    """``text`` parsed as JSON (NaN / Infinity tokens are let through: callers check numbers); ``error`` naming
+    ``where`` (the file, or the file and the member of an archive) and the line and column otherwise."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise error(f"{what} {path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+        raise error(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
     except (ValueError, RecursionError) as exc:
-        raise error(f"{what} {path}: not valid JSON ({one_line(exc)})") from None
+        raise error(f"{where}: not valid JSON ({one_line(exc)})") from None
 
 
 def is_number(value: Any) -> bool:

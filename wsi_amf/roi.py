@@ -100,7 +100,7 @@ def read_roi(path: str | Path) -> Roi:
     from shapely.errors import ShapelyError
 
     path = Path(path)
-    data = load_json(path, read_text(path, what="ROI file", error=RoiError), what="ROI file", error=RoiError)
+    data = load_json(read_text(path, what="ROI file", error=RoiError), where=f"ROI file {path}", error=RoiError)
     polygons: list[Any] = []
     skipped: Counter[str] = Counter()
     objects = _objects(path, data)

@@ -8,37 +8,9 @@ import math
 from typing import Any
 
 from wsi_amf.errors import PointsError
+from wsi_amf.files import is_number, json_type
 
 from .model import one_line, quote
-
-
-def load_json(where: str, text: str) -> Any:
-    """Parsed `text`; PointsError (naming the line and column) when it is not JSON."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise PointsError(f"{where}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
-    except (ValueError, RecursionError) as err:
-        raise PointsError(f"{where}: not valid JSON ({one_line(str(err))})") from None
-
-
-def json_type(value: Any) -> str:
-    """What a JSON value is, for a message: 'null', 'a number', 'a list', ..."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "an object"
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def to_float(value: Any) -> float:

@@ -12,11 +12,19 @@ from typing import Any
 import numpy as np
 
 from wsi_amf.errors import OptionError, PointsError
+from wsi_amf.files import load_json
 
 from . import csv_format, files, gc_json, geojson_format, midogpp, sliderunner
-from .json_values import load_json
-from .model import (CLASS_COLUMNS, SCORE_COLUMNS, Points, SlideContext, Table, first_occurrences, logger,
-                    quoted_list)
+from .model import (
+    CLASS_COLUMNS,
+    SCORE_COLUMNS,
+    Points,
+    SlideContext,
+    Table,
+    first_occurrences,
+    logger,
+    quoted_list,
+)
 
 #: The formats `fmt` / --points-format names, and how messages call them.
 FORMATS: dict[str, str] = {
@@ -96,7 +104,7 @@ def _read_table(path: Path, fmt: str | None, *, x_col: str | None, y_col: str | 
     kind = _detect(path, content, fmt)
     documents: list[tuple[str, Any]] = []
     if kind in ("json", "geojson", "gc-json", "midogpp"):
-        documents = [(where, load_json(where, text)) for where, text in content.texts]
+        documents = [(where, load_json(text, where=where, error=PointsError)) for where, text in content.texts]
         if kind == "json":
             data = documents[0][1]
             kind = "gc-json" if gc_json.is_gc_json(data) else "midogpp" if midogpp.is_midogpp(data) else "geojson"
