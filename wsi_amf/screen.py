@@ -101,17 +101,21 @@ def screen(
     threshold: float | None = None,
     workers: int = 4,
     progress: bool = True,
+    report: bool = False,
 ) -> ScreenResult:
     """Classify every candidate of ``points`` on ``slide`` as a normal or atypical mitotic figure.
 
     ``model`` is a loaded :class:`Ensemble` (reused across slides), a bundle, a bundle directory, or None for
     the built-in default. ``points`` is read (after the slide is opened, so formats in millimetres can use
-    its resolution) with ``points_options`` when it is a path. With ``out``, the GeoJSON, CSV table and summary are written there atomically.
+    its resolution) with ``points_options`` when it is a path. With ``out``, the GeoJSON, CSV table and summary are written there atomically;
+    with ``report`` too, the HTML slide report ``<stem>.report.html`` (``wsi_amf.report.slide_report``).
     """
     if batch_size < 1:
         raise OptionError(f"--batch-size {batch_size}: must be at least 1")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise OptionError(f"--threshold {threshold}: must be between 0 and 1")
+    if report and out is None:
+        raise OptionError("--report: needs an output directory (out)")
     t0 = time.perf_counter()
     ensemble = _ensemble(model, device=device, engine=engine, tta=tta)
     cfg = ensemble.bundle.config
@@ -150,7 +154,12 @@ def screen(
             cache_path=cache_path, n_read=n_read, n_cached=n_cached, timings=timings,
         )
     if out is not None:
-        result = replace(result, outputs=write_outputs(result, out))
+        outputs = write_outputs(result, out)
+        if report:
+            from .report import slide_report
+
+            outputs["report"] = slide_report(outputs["summary"])
+        result = replace(result, outputs=outputs)
     return result
 
 
