@@ -80,3 +80,43 @@ def shared_file(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared data not present: {path}")
     return path
+
+
+# A 4 x 3 mm slide at 1 um/px whose densest 2 mm² field is known: 14 figures clustered in a 0.6 mm square,
+# and 7 scattered ones at least 1.5 mm (more than the field's 1.414 mm side) from the cluster and from each other.
+HOT_MPP = 1.0
+HOT_CLUSTER_BOX_UM = (3000.0, 1900.0, 3600.0, 2500.0)
+HOT_SCATTERED_UM = [(200.0, 200.0), (1400.0, 200.0), (200.0, 1400.0), (1400.0, 1400.0), (200.0, 2800.0),
+                    (1400.0, 2800.0), (3300.0, 200.0)]
+
+
+@dataclass(frozen=True)
+class PlantedSlide:
+    path: Path
+    points: Path  # CSV of every figure, cluster first
+    cluster: np.ndarray  # bool per point: inside the planted densest field
+    xy: np.ndarray  # level-0 pixels
+
+
+@pytest.fixture(scope="session")
+def hotspot_slide(tmp_path_factory: pytest.TempPathFactory) -> PlantedSlide:
+    rng = np.random.default_rng(11)
+    x0, y0, x1, y1 = HOT_CLUSTER_BOX_UM
+    cluster = np.column_stack([rng.uniform(x0, x1, 14), rng.uniform(y0, y1, 14)])
+    xy_um = np.vstack([cluster, np.asarray(HOT_SCATTERED_UM)])
+    atypical = [i % 3 == 0 for i in range(len(xy_um))]
+    scene = random_scene(4000.0, 3000.0, n_nuclei=1500, mitoses_um=[tuple(p) for p in xy_um], atypical=atypical, seed=5)
+    root = tmp_path_factory.mktemp("hotspot")
+    path = write_pyramidal_tiff(root / "planted.tif", scene.render(HOT_MPP), mpp=HOT_MPP, downsamples=(1, 4, 16))
+    xy = xy_um / HOT_MPP
+    points = write_points_csv(root / "planted.csv", [tuple(p) for p in xy], {"id": [f"f{i}" for i in range(len(xy))]})
+    return PlantedSlide(path, points, np.arange(len(xy)) < len(cluster), xy)
+
+
+def report_values(path: Path) -> dict[str, str]:
+    """The ``data-key`` -> ``data-value`` pairs of an HTML report (the numbers its tables show)."""
+    import html
+    import re
+
+    text = path.read_text(encoding="utf-8")
+    return {html.unescape(k): html.unescape(v) for k, v in re.findall(r'data-key="([^"]*)" data-value="([^"]*)"', text)}

@@ -34,6 +34,8 @@ def test_demo_command_runs_with_any_bundle(tmp_path, tiny_bundle):
     assert "SYNTHETIC" in res.output and "QuPath" in res.output
     summary = json.loads((tmp_path / "demo" / "results" / "demo_slide.summary.json").read_text())
     assert summary["n_candidates"] == summary["n_classified"] == 40
+    report = tmp_path / "demo" / "results" / "demo_slide.report.html"
+    assert f"open {report}" in res.output and report.read_text().count('class="marker-') == 2 * 40  # thumbnail + hotspot
 
 
 def test_demo_with_the_built_in_model(tmp_path):

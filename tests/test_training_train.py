@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from conftest import report_values
 from wsi_amf.bundle import load_bundle
 from wsi_amf.cli.train import classify_cmd, evaluate_cmd, train_cmd
 from wsi_amf.ensemble import Ensemble
@@ -107,6 +108,12 @@ def test_convnextv2_bundle_loads_and_predicts(cli_bundle: tuple[Path, Any]) -> N
         assert key in m
     assert set(m["per_domain"]["domain"]) == {"A", "B"}
     assert [f["fold"] for f in m["per_fold"]] == [1, 2]
+    shown = report_values(out / "report.html")  # the training report shows the same numbers
+    for f in m["per_fold"]:
+        assert shown[f"fold.{f['fold']}.balanced_accuracy"] == str(f["balanced_accuracy"])
+    for value, sub in m["per_domain"]["domain"].items():
+        assert shown[f"domain.domain.{value}.sensitivity"] == str(sub["sensitivity"])
+    assert shown["overall.balanced_accuracy"] == str(m["balanced_accuracy"]) and shown["n"] == "16"
     # Groups never straddle folds.
     fold_of = {}
     for r in rows:
@@ -171,6 +178,9 @@ def test_efficientvit_recipe_leave_one_domain_out(data_csv: Path, tmp_path: Path
     rows = read_rows(out / "loco_predictions.csv")
     assert sorted(r["heldout_domain"] for r in rows) == ["A"] * 8 + ["B"] * 8
     assert set(result.bundle.config.metrics["loco"]) == {"A", "B"}
+    shown = report_values(result.files["report"])
+    for value, m in loco["domains"].items():
+        assert shown[f"loco.{value}.roc_auc"] == ("" if m["roc_auc"] is None else str(m["roc_auc"]))
 
 
 def test_weights_from_a_local_file(data_csv: Path, tmp_path: Path) -> None:
@@ -221,6 +231,11 @@ def test_cli_evaluate(cli_bundle: tuple[Path, Any], data_csv: Path, tmp_path: Pa
     assert set(m["per_domain"]["domain"]) == {"A", "B"}
     assert len(read_rows(tmp_path / "ev" / "predictions.csv")) == 16
     assert Image.open(tmp_path / "ev" / "roc.png").format == "PNG"
+    shown = report_values(tmp_path / "ev" / "report.html")
+    assert shown["overall.specificity"] == str(m["specificity"]) and shown["n_atypical"] == "8"
+    assert set(m["per_domain"]["domain"]) == {k.split(".")[2] for k in shown if k.startswith("domain.domain.")}
+    aucs = load_bundle(bundle).config.metrics["per_fold_roc_auc"]  # per fold: the bundle's own cross-validation
+    assert [shown[f"bundle_fold.{k + 1}.roc_auc"] for k in range(len(aucs))] == ["" if a is None else str(a) for a in aucs]
 
 
 def test_cli_evaluate_default_model_and_errors(cli_bundle: tuple[Path, Any], data_csv: Path, tmp_path: Path,

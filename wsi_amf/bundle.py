@@ -134,6 +134,7 @@ class ModelBundle:
             "architecture": self.config.architecture,
             "members": len(self.config.members),
             "input_size": self.config.input_size,
+            "patch_size": self.config.patch_size,
             "crop_fraction": self.config.crop_fraction,
             "mpp": self.config.mpp,
         }

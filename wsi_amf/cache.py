@@ -173,3 +173,34 @@ def open_cache(root: str | Path | None, slide_path: Path, identity: SlideIdentit
         yield cache
     finally:
         cache.close()
+
+
+
+def read_cached(group_path: str | Path, identity: SlideIdentity, xy: np.ndarray) -> dict[int, np.ndarray]:
+    """Read-only lookup of the patches of level-0 points in the cache group at ``group_path``.
+
+    Returns ``{i: uint8 [S, S, 3]}`` for the points ``xy[i]`` whose patch is cached and filled; nothing when
+    the group is missing or unreadable or the slide's ``identity`` changed since it was cached. Nothing is
+    created, locked or modified.
+    """
+    import zarr
+
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    path = Path(group_path)
+    try:
+        top = zarr.open_group(str(path.parent), mode="r")
+        if top.attrs.get("identity") != asdict(identity):
+            return {}
+        g = zarr.open_group(str(path), mode="r")
+        filled = np.asarray(g["filled"][:], dtype=bool)
+        coords = np.asarray(g["coords"][:], dtype=np.float64).reshape(-1, 2)
+        index = {(float(x), float(y)): i for i, (x, y) in enumerate(coords[: len(filled)]) if filled[i]}
+        where = {i: index[(float(x), float(y))] for i, (x, y) in enumerate(xy) if (float(x), float(y)) in index}
+        if not where:
+            return {}
+        wanted = np.unique(np.fromiter(where.values(), dtype=np.int64))
+        block = np.asarray(g["patches"].get_orthogonal_selection((wanted,)))
+        return {i: block[int(np.searchsorted(wanted, j))] for i, j in where.items()}
+    except Exception as exc:  # a missing or damaged cache: the caller reads the patches from the slide
+        log.info("patch cache %s: not readable (%s); patches come from the slide", path, exc)
+        return {}

@@ -51,5 +51,5 @@ def run_demo(directory: str | Path, *, model: str | Path | None = None, device: 
     directory = Path(directory)
     slide, points = make_demo_slide(directory)
     result = screen(slide, points, model=bundle, out=directory / "results", cache_dir=directory / "cache", device=device,
-                    progress=progress)
+                    progress=progress, report=True)
     return DemoResult(slide, points, result)

@@ -30,6 +30,10 @@ class DatasetError(WsiAmfError):
     """A training / evaluation dataset cannot be parsed."""
 
 
+class ReportError(WsiAmfError):
+    """A results directory (summary, table, cohort) cannot be read into a report."""
+
+
 class OptionError(WsiAmfError):
     """An option has a value that cannot be used (the CLI maps it to exit code 2)."""
 

@@ -144,8 +144,12 @@ def _num(v: float) -> str:
 
 
 def summary_dict(result: ScreenResult) -> dict[str, Any]:
+    from .hotspot import find_hotspot
+
     n_amf, n_nmf, n_cls = result.n_atypical, result.n_normal, result.n_classified
     ci = wilson_interval(n_amf, n_cls)
+    ok = result.classified
+    hotspot = find_hotspot(result.points.xy[ok], result.atypical[ok], mpp=result.slide_mpp, dimensions=result.dimensions)
     return {
         "slide": str(result.slide_path),
         "points": str(result.points.source) if result.points.source else None,
@@ -164,6 +168,7 @@ def summary_dict(result: ScreenResult) -> dict[str, Any]:
         "amf_ratio": (n_amf / n_cls) if n_cls else None,
         "amf_ratio_ci95": list(ci) if ci else None,
         "atypical_to_normal_ratio": (n_amf / n_nmf) if n_nmf else None,
+        "hotspot": hotspot.to_json() if hotspot is not None else None,
         "threshold": result.threshold,
         "tta": result.engine["tta"],
         "model": result.model,

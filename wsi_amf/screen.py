@@ -106,6 +106,7 @@ def screen(
     threshold: float | None = None,
     workers: int = 4,
     progress: bool = True,
+    report: bool = False,
 ) -> ScreenResult:
     """Classify every candidate of ``points`` on ``slide`` as a normal or atypical mitotic figure.
 
@@ -116,6 +117,7 @@ def screen(
     and adds the region's area and densities to the summary. With ``out``, the GeoJSON, CSV table, summary
     and the ``export`` files (``gc-json``) are written there atomically. Every input is checked before the
     model loads and before the patch cache is touched.
+    With ``report`` too, the HTML slide report ``<stem>.report.html`` (``wsi_amf.report.slide_report``).
     """
     export = check_exports(export)
     if batch_size < 1:
@@ -124,6 +126,8 @@ def screen(
         raise OptionError(f"--threshold {threshold}: must be between 0 and 1")
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         raise OptionError(f"--out {out}: is a file, expected a directory")
+    if report and out is None:
+        raise OptionError("--report: needs an output directory (out)")
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     with Slide(slide, mpp=mpp) as sl:
@@ -169,7 +173,12 @@ def screen(
             cache_path=cache_path, n_read=n_read, n_cached=n_cached, timings=timings, roi=region,
         )
     if out is not None:
-        result = replace(result, outputs=write_outputs(result, out, export=export))
+        outputs = write_outputs(result, out, export=export)
+        if report:
+            from .report import slide_report
+
+            outputs["report"] = slide_report(outputs["summary"])
+        result = replace(result, outputs=outputs)
     return result
 
 

@@ -37,6 +37,7 @@ def demo_cmd(ctx: click.Context, out: Path, model: str | None, device: str) -> N
     for kind, path in r.outputs.items():
         click.echo(f"  {kind:8s} {path}")
     click.echo("")
+    click.echo(f"To see it in a browser: open {r.outputs['report']} (candidates on the slide, the hotspot, galleries).")
     click.echo("To see it in QuPath: File > Open... the slide, then drag the .geojson file onto the viewer")
     click.echo("(or File > Import objects from file). Detections are coloured by class; the 'AMF probability'")
     click.echo("measurement is in the detection measurement table (Measure > Show detection measurements).")

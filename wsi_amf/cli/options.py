@@ -126,6 +126,8 @@ def screening_options(f: F) -> F:
         tta_option,
         threshold_option,
         click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True, help="Slide reader threads."),
+        click.option("--report", is_flag=True,
+                     help="Also write <stem>.report.html: thumbnail with every candidate, hotspot, histogram, galleries."),
         points_options,
     )):
         f = decorator(f)

@@ -9,7 +9,7 @@ held-out value of the domain column on all the others, and scored on the held-ou
 ensembles is saved as a bundle under ``BUNDLE_DIR/loco/<domain>/``.
 
 Outputs in ``BUNDLE_DIR``: ``bundle.json`` + ``member-K.safetensors``, ``metrics.json``,
-``oof_predictions.csv`` (and ``loco_predictions.csv``). Finished folds are kept in ``BUNDLE_DIR/.folds``
+``oof_predictions.csv`` (and ``loco_predictions.csv``), ``report.html`` (``wsi_amf.report.evaluation``). Finished folds are kept in ``BUNDLE_DIR/.folds``
 while the run lasts, so that an interrupted run resumes (``checkpoints.FoldStore``).
 """
 
@@ -26,6 +26,7 @@ import numpy as np
 
 from ..bundle import BUNDLE_FILE, BundleConfig, ModelBundle, save_bundle
 from ..errors import DatasetError, OptionError
+from ..report.evaluation import evaluation_report
 from . import trainer
 from .checkpoints import FoldStore
 from .datasets import PatchDataset, load_dataset
@@ -356,6 +357,8 @@ def train(
         files["oof"], paths=ds.paths, p=run.oof, threshold=threshold, labels=ds.labels,
         columns={"fold": run.fold_of.tolist(), "group": ds.groups.tolist(), **{k: v.tolist() for k, v in ds.domains.items()}},
     )
+    files["report"] = evaluation_report(out / "report.html", json_ready(metrics), ds.labels, run.oof,
+                                        title=f"wsi-amf training report: {provenance['name']} (out-of-fold)")
     store.remove()
     return TrainResult(
         bundle=bundle, threshold=threshold, metrics=metrics, oof=run.oof, files=files,

@@ -2,7 +2,7 @@
 
 Outputs in ``out``: ``metrics.json`` (``balanced_accuracy``, ``roc_auc``, ``sensitivity``, ``specificity``,
 ``accuracy`` at the bundle's threshold, the same at 0.5 and at Otsu's threshold, and ``per_domain``),
-``predictions.csv`` and ``roc.png``.
+``predictions.csv``, ``roc.png`` and ``report.html`` (``wsi_amf.report.evaluation``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from ..bundle import ModelBundle, load_bundle
+from ..report.evaluation import evaluation_report
 from .datasets import PatchDataset, load_dataset
 from .reports import metrics_report, roc_png, write_json, write_predictions
 
@@ -85,11 +86,14 @@ def evaluate(
         "data": {k: v for k, v in ds.describe().items() if k != "fingerprint"},
     }
     root = Path(out)
-    files = {"metrics": root / "metrics.json", "predictions": root / "predictions.csv", "roc": root / "roc.png"}
+    files = {"metrics": root / "metrics.json", "predictions": root / "predictions.csv", "roc": root / "roc.png",
+             "report": root / "report.html"}
     write_json(files["metrics"], metrics)
     write_predictions(
         files["predictions"], paths=ds.paths, p=p, threshold=t, labels=ds.labels,
         columns={"group": ds.groups.tolist(), **{k: v.tolist() for k, v in ds.domains.items()}},
     )
     roc_png(files["roc"], ds.labels, p, title=f"{ensemble.bundle.name} on {Path(ds.source).name}")
+    evaluation_report(files["report"], metrics, ds.labels, p, title=f"wsi-amf evaluation: {ensemble.bundle.name} on "
+                      f"{Path(ds.source).name}", bundle_metrics=cfg.metrics)
     return EvalResult(metrics=metrics, p_atypical=p, threshold=t, files=files)
