@@ -69,9 +69,9 @@ class BundleConfig:
                 mpp=float(data.get("mpp", 0.25)),
                 threshold=float(data.get("threshold", 0.5)),
                 class_names=tuple(str(c) for c in data.get("class_names", CLASS_NAMES)),  # type: ignore[arg-type]
-                model_kwargs=dict(data.get("model_kwargs") or {}),
-                provenance=dict(data.get("provenance") or {}),
-                metrics=dict(data.get("metrics") or {}),
+                model_kwargs=_object(data, "model_kwargs"),
+                provenance=_object(data, "provenance"),
+                metrics=_object(data, "metrics"),
             )
         except KeyError as exc:
             raise BundleError(f"model bundle {source}: {BUNDLE_FILE} lacks the key {exc.args[0]!r}") from None
@@ -240,3 +240,13 @@ def random_bundle(path: str | Path, *, architecture: str = "convnextv2_atto", me
     provenance = {"name": f"random-{architecture}", "note": "randomly initialised: for testing plumbing only"}
     cfg = BundleConfig(architecture=architecture, members=("member-0.safetensors",), provenance=provenance, **config)
     return save_bundle(path, cfg, states)
+
+
+def _object(data: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """``data[key]`` when it is a JSON object (absent or null: empty); TypeError otherwise."""
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError(f"{key!r} must be an object, not {type(value).__name__}")
+    return dict(value)
