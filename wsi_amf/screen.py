@@ -25,7 +25,7 @@ from .ensemble import Ensemble
 from .errors import OptionError
 from .outputs import write_outputs
 from .points import Points, PointsOptions, SlideContext
-from .slide import Slide
+from .slide import Slide, check_mpp
 
 log = logging.getLogger(__name__)
 _DONE = object()
@@ -50,10 +50,11 @@ class ScreenResult:
     n_cached: int
     timings: dict[str, float]
     outputs: dict[str, Path] = field(default_factory=dict)
+    output_stem: str | None = None  # names the output files; None: the slide's file stem
 
     @property
     def stem(self) -> str:
-        return self.slide_path.stem
+        return self.output_stem or self.slide_path.stem
 
     @property
     def classified(self) -> np.ndarray:
@@ -101,34 +102,23 @@ def screen(
     threshold: float | None = None,
     workers: int = 4,
     progress: bool = True,
+    stem: str | None = None,
 ) -> ScreenResult:
     """Classify every candidate of ``points`` on ``slide`` as a normal or atypical mitotic figure.
 
     ``model`` is a loaded :class:`Ensemble` (reused across slides), a bundle, a bundle directory, or None for
     the built-in default. ``points`` is read (after the slide is opened, so formats in millimetres can use
-    its resolution) with ``points_options`` when it is a path. With ``out``, the GeoJSON, CSV table and summary are written there atomically.
+    its resolution) with ``points_options`` when it is a path. With ``out``, the GeoJSON, CSV table and summary
+    are written there atomically, named ``<stem>.*`` (default: the slide's file stem).
     """
-    if batch_size < 1:
-        raise OptionError(f"--batch-size {batch_size}: must be at least 1")
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise OptionError(f"--threshold {threshold}: must be between 0 and 1")
+    check_options(batch_size=batch_size, threshold=threshold, mpp=mpp)
     t0 = time.perf_counter()
     ensemble = _ensemble(model, device=device, engine=engine, tta=tta)
     cfg = ensemble.bundle.config
     thr = cfg.threshold if threshold is None else float(threshold)
     timings: dict[str, float] = {}
     with Slide(slide, mpp=mpp) as sl:
-        if isinstance(points, Points):
-            pts = points
-        else:
-            context = SlideContext(name=sl.path.name, mpp=sl.mpp, dimensions=sl.dimensions)
-            pts = (points_options or PointsOptions()).read(points, slide=context)
-        inside = sl.contains(pts.xy) if len(pts) else np.zeros(0, dtype=bool)
-        status = np.where(inside, "ok", "outside_slide").astype(object)
-        if (~inside).any():
-            log.warning("slide %s: %d of %d candidates lie outside the slide and are skipped", sl.path, int((~inside).sum()), len(pts))
-        ins = np.flatnonzero(inside)
-        order = ins[sl.tile_order(pts.xy[ins])]
+        pts, status, order = _candidates(sl, points, points_options)
         with open_cache(cache_dir, sl.path, sl.identity(), size=cfg.patch_size, mpp=cfg.mpp) as cache:
             cache_idx = np.full(len(pts), -1, dtype=np.int64)
             cache_idx[order] = cache.locate(pts.xy[order])
@@ -147,11 +137,67 @@ def screen(
             model={**ensemble.bundle.describe(), "bundle_threshold": cfg.threshold},
             engine={"device": info.device, "engine": info.engine, "tta": info.tta, "autocast": info.autocast_dtype,
                     "batch_size": batch_size},
-            cache_path=cache_path, n_read=n_read, n_cached=n_cached, timings=timings,
+            cache_path=cache_path, n_read=n_read, n_cached=n_cached, timings=timings, output_stem=stem,
         )
     if out is not None:
         result = replace(result, outputs=write_outputs(result, out))
     return result
+
+
+def check_options(*, batch_size: int = 64, threshold: float | None = None, mpp: float | None = None) -> None:
+    """OptionError for a screening option no slide can use (checked once for a whole batch)."""
+    if batch_size < 1:
+        raise OptionError(f"--batch-size {batch_size}: must be at least 1")
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise OptionError(f"--threshold {threshold}: must be between 0 and 1")
+    check_mpp(mpp)
+
+
+def fill_cache(
+    slide: str | Path,
+    points: Points | str | Path,
+    *,
+    patch_size: int,
+    patch_mpp: float,
+    points_options: PointsOptions | None = None,
+    cache_dir: str | Path | None = None,
+    mpp: float | None = None,
+    workers: int = 4,
+    stop: threading.Event | None = None,
+) -> int:
+    """Read the patches of ``points`` that the cache lacks into the cache, without a model; the number read.
+
+    The first half of :func:`screen` (same candidates, same cache entries): ``batch`` runs it for the next
+    slide while the current one is classified, so that ``screen`` then finds every patch cached. Setting
+    ``stop`` ends it after the current chunk.
+    """
+    with Slide(slide, mpp=mpp) as sl:
+        pts, _, order = _candidates(sl, points, points_options)
+        with open_cache(cache_dir, sl.path, sl.identity(), size=patch_size, mpp=patch_mpp) as cache:
+            needed = np.unique(cache.locate(pts.xy[order]))
+            missing = needed[~cache.filled[needed]]
+            stats = {"read": 0, "cached": 0, "t_read": 0.0}
+            with ThreadPoolExecutor(max(1, workers)) as pool:
+                for _ in _blocks(sl, cache, missing, pool, stats, None):
+                    if stop is not None and stop.is_set():
+                        break
+    return stats["read"]
+
+
+def _candidates(sl: Slide, points: Points | str | Path, points_options: PointsOptions | None
+                ) -> tuple[Points, np.ndarray, np.ndarray]:
+    """The slide's points, a status per point, and the indices of those to classify in tile order."""
+    if isinstance(points, Points):
+        pts = points
+    else:
+        context = SlideContext(name=sl.path.name, mpp=sl.mpp, dimensions=sl.dimensions)
+        pts = (points_options or PointsOptions()).read(points, slide=context)
+    inside = sl.contains(pts.xy) if len(pts) else np.zeros(0, dtype=bool)
+    status = np.where(inside, "ok", "outside_slide").astype(object)
+    if (~inside).any():
+        log.warning("slide %s: %d of %d candidates lie outside the slide and are skipped", sl.path, int((~inside).sum()), len(pts))
+    ins = np.flatnonzero(inside)
+    return pts, status, ins[sl.tile_order(pts.xy[ins])]
 
 
 def _ensemble(model: Ensemble | ModelBundle | str | Path | None, *, device: str, engine: str, tta: bool) -> Ensemble:
@@ -261,5 +307,6 @@ def _blocks(
         newly = int(np.isin(start + missing, want).sum())
         stats["read"] += newly
         stats["cached"] += len(want) - newly
-        bar.update(newly)
+        if bar is not None:
+            bar.update(newly)
         yield want, patches[want - start]

@@ -48,8 +48,7 @@ class Slide:
         import openslide
 
         self.path = Path(path)
-        if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
-            raise OptionError(f"--mpp {mpp}: must be a positive number of micrometres per pixel")
+        check_mpp(mpp)
         if not self.path.exists():
             raise SlideError(f"slide {self.path}: no such file")
         if self.path.is_dir():
@@ -220,6 +219,12 @@ class Slide:
 
     def __repr__(self) -> str:
         return f"Slide({str(self.path)!r}, dimensions={self.dimensions}, mpp={self.mpp})"
+
+
+def check_mpp(mpp: float | None) -> None:
+    """OptionError unless ``mpp`` is None or a positive number of micrometres per pixel."""
+    if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
+        raise OptionError(f"--mpp {mpp}: must be a positive number of micrometres per pixel")
 
 
 def _one_line(exc: BaseException) -> str:

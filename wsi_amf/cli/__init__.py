@@ -21,11 +21,12 @@ def main(ctx: click.Context, verbose: int, quiet: int) -> None:
 
 
 def _register() -> None:
+    from .batch import batch_cmd
     from .demo import demo_cmd
     from .screen import screen_cmd
     from .train import classify_cmd, evaluate_cmd, train_cmd
 
-    for cmd in (screen_cmd, demo_cmd, train_cmd, evaluate_cmd, classify_cmd):
+    for cmd in (screen_cmd, batch_cmd, demo_cmd, train_cmd, evaluate_cmd, classify_cmd):
         main.add_command(cmd)
 
 
