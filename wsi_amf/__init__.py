@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .batch import BatchResult, screen_batch
 from .bundle import BundleConfig, ModelBundle, load_bundle
 from .errors import BundleError, CacheError, DatasetError, OptionError, PointsError, SlideError, WsiAmfError
 from .points import Points, read_points
@@ -15,7 +16,7 @@ from .screen import ScreenResult, screen
 from .slide import Slide
 
 __all__ = [
-    "BundleConfig", "BundleError", "CacheError", "DatasetError", "ModelBundle", "OptionError", "Points",
+    "BatchResult", "BundleConfig", "BundleError", "CacheError", "DatasetError", "ModelBundle", "OptionError", "Points",
     "PointsError", "ScreenResult", "Slide", "SlideError", "WsiAmfError", "load_bundle", "read_points", "screen",
-    "__version__",
+    "screen_batch", "__version__",
 ]

@@ -9,10 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from .screen import ScreenResult, screen
-from .synthetic import random_scene, write_pyramidal_tiff
+from .synthetic import write_slide_with_points
 
 DEMO_MPP = 0.25
 
@@ -27,21 +25,9 @@ class DemoResult:
 def make_demo_slide(directory: str | Path, *, n_figures: int = 40, seed: int = 7) -> tuple[Path, Path]:
     """Write ``demo_slide.tif`` (1 x 0.75 mm at 0.25 um/px, 3 pyramid levels, deflate tiles) and ``demo_points.csv``."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    width_um, height_um = 1024.0, 768.0
-    rng = np.random.default_rng(seed)
-    figures = np.column_stack([rng.uniform(40, width_um - 40, n_figures), rng.uniform(40, height_um - 40, n_figures)])
-    atypical = rng.random(n_figures) < 0.3
-    scene = random_scene(width_um, height_um, n_nuclei=900, mitoses_um=[tuple(p) for p in figures],
-                         atypical=list(atypical), seed=seed)
-    slide = write_pyramidal_tiff(directory / "demo_slide.tif", scene.render(DEMO_MPP), mpp=DEMO_MPP, downsamples=(1, 4, 16),
-                                 compression="zlib")
-    points = directory / "demo_points.csv"
-    with open(points, "w", encoding="utf-8") as fh:
-        fh.write("id,x,y,drawn_as\n")
-        for i, ((x, y), a) in enumerate(zip(figures / DEMO_MPP, atypical)):
-            fh.write(f"fig{i:03d},{x:.1f},{y:.1f},{'multipolar' if a else 'metaphase'}\n")
-    return slide, points
+    return write_slide_with_points(directory / "demo_slide.tif", directory / "demo_points.csv", width_um=1024.0,
+                                   height_um=768.0, n_figures=n_figures, n_nuclei=900, mpp=DEMO_MPP,
+                                   downsamples=(1, 4, 16), seed=seed)
 
 
 def run_demo(directory: str | Path, *, model: str | Path | None = None, device: str = "auto", progress: bool = True) -> DemoResult:

@@ -27,7 +27,7 @@ from .exports import check_exports
 from .outputs import write_outputs
 from .points import Points, PointsOptions, SlideContext
 from .roi import Roi, read_roi
-from .slide import Slide
+from .slide import Slide, check_mpp_option
 
 log = logging.getLogger(__name__)
 _DONE = object()
@@ -53,10 +53,11 @@ class ScreenResult:
     timings: dict[str, float]
     outputs: dict[str, Path] = field(default_factory=dict)
     roi: Roi | None = None  # the region of interest, clipped to the slide
+    output_stem: str | None = None  # names the output files; None: the slide's file stem
 
     @property
     def stem(self) -> str:
-        return self.slide_path.stem
+        return self.output_stem or self.slide_path.stem
 
     @property
     def classified(self) -> np.ndarray:
@@ -107,6 +108,7 @@ def screen(
     workers: int = 4,
     progress: bool = True,
     report: bool = False,
+    stem: str | None = None,
 ) -> ScreenResult:
     """Classify every candidate of ``points`` on ``slide`` as a normal or atypical mitotic figure.
 
@@ -115,15 +117,13 @@ def screen(
     its resolution) with ``points_options`` when it is a path. ``roi`` (a QuPath annotation GeoJSON file or a
     :class:`Roi`, level-0 pixels) keeps only the candidates inside it (the others get status ``outside_roi``)
     and adds the region's area and densities to the summary. With ``out``, the GeoJSON, CSV table, summary
-    and the ``export`` files (``gc-json``) are written there atomically. Every input is checked before the
-    model loads and before the patch cache is touched.
-    With ``report`` too, the HTML slide report ``<stem>.report.html`` (``wsi_amf.report.slide_report``).
+    and the ``export`` files (``gc-json``) are written there atomically, named ``<stem>.*`` (default: the
+    slide's file stem); with ``report`` too, the HTML slide report ``<stem>.report.html``
+    (``wsi_amf.report.slide_report``). Every input is checked before the model loads and before the patch
+    cache is touched.
     """
     export = check_exports(export)
-    if batch_size < 1:
-        raise OptionError(f"--batch-size {batch_size}: must be at least 1")
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise OptionError(f"--threshold {threshold}: must be between 0 and 1")
+    check_options(batch_size=batch_size, threshold=threshold, mpp=mpp)
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         raise OptionError(f"--out {out}: is a file, expected a directory")
     if report and out is None:
@@ -131,27 +131,10 @@ def screen(
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     with Slide(slide, mpp=mpp) as sl:
-        if isinstance(points, Points):
-            pts = points
-        else:
-            context = SlideContext(name=sl.path.name, mpp=sl.mpp, dimensions=sl.dimensions)
-            pts = (points_options or PointsOptions()).read(points, slide=context)
-        _check_points_on_slide(pts, sl)
-        region = None
-        if roi is not None:
-            region = (roi if isinstance(roi, Roi) else read_roi(roi)).on_slide(*sl.dimensions, sl.mpp)
-        inside = sl.contains(pts.xy) if len(pts) else np.zeros(0, dtype=bool)
-        status = np.where(inside, "ok", "outside_slide").astype(object)
-        if (~inside).any():
-            log.warning("slide %s: %d of %d candidates lie outside the slide and are skipped", sl.path, int((~inside).sum()), len(pts))
-        if region is not None:
-            status[inside & ~region.contains(pts.xy)] = "outside_roi"
-            inside = status == "ok"
+        pts, status, order, region = _candidates(sl, points, points_options, roi)
         ensemble = _ensemble(model, device=device, engine=engine, tta=tta)
         cfg = ensemble.bundle.config
         thr = cfg.threshold if threshold is None else float(threshold)
-        ins = np.flatnonzero(inside)
-        order = ins[sl.tile_order(pts.xy[ins])]
         with open_cache(cache_dir, sl.path, sl.identity(), size=cfg.patch_size, mpp=cfg.mpp) as cache:
             cache_idx = np.full(len(pts), -1, dtype=np.int64)
             cache_idx[order] = cache.locate(pts.xy[order])
@@ -171,6 +154,7 @@ def screen(
             engine={"device": info.device, "engine": info.engine, "tta": info.tta, "autocast": info.autocast_dtype,
                     "batch_size": batch_size},
             cache_path=cache_path, n_read=n_read, n_cached=n_cached, timings=timings, roi=region,
+            output_stem=stem,
         )
     if out is not None:
         outputs = write_outputs(result, out, export=export)
@@ -180,6 +164,71 @@ def screen(
             outputs["report"] = slide_report(outputs["summary"])
         result = replace(result, outputs=outputs)
     return result
+
+
+def check_options(*, batch_size: int = 64, threshold: float | None = None, mpp: float | None = None) -> None:
+    """OptionError for a screening option no slide can use (checked once for a whole batch)."""
+    if batch_size < 1:
+        raise OptionError(f"--batch-size {batch_size}: must be at least 1")
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise OptionError(f"--threshold {threshold}: must be between 0 and 1")
+    check_mpp_option(mpp)
+
+
+def fill_cache(
+    slide: str | Path,
+    points: Points | str | Path,
+    *,
+    patch_size: int,
+    patch_mpp: float,
+    points_options: PointsOptions | None = None,
+    cache_dir: str | Path | None = None,
+    mpp: float | None = None,
+    roi: Roi | str | Path | None = None,
+    workers: int = 4,
+    stop: threading.Event | None = None,
+) -> int:
+    """Read the patches of ``points`` that the cache lacks into the cache, without a model; the number read.
+
+    The first half of :func:`screen` (same candidates, same cache entries): ``batch`` runs it for the next
+    slide while the current one is classified, so that ``screen`` then finds every patch cached. Setting
+    ``stop`` ends it after the current chunk.
+    """
+    with Slide(slide, mpp=mpp) as sl:
+        pts, _, order, _ = _candidates(sl, points, points_options, roi)
+        with open_cache(cache_dir, sl.path, sl.identity(), size=patch_size, mpp=patch_mpp) as cache:
+            needed = np.unique(cache.locate(pts.xy[order]))
+            missing = needed[~cache.filled[needed]]
+            stats = {"read": 0, "cached": 0, "t_read": 0.0}
+            with ThreadPoolExecutor(max(1, workers)) as pool:
+                for _ in _blocks(sl, cache, missing, pool, stats, None):
+                    if stop is not None and stop.is_set():
+                        break
+    return stats["read"]
+
+
+def _candidates(sl: Slide, points: Points | str | Path, points_options: PointsOptions | None,
+                roi: Roi | str | Path | None) -> tuple[Points, np.ndarray, np.ndarray, Roi | None]:
+    """The slide's points, a status per point, the indices of those to classify in tile order, and the region
+    of interest clipped to the slide (None without ``roi``)."""
+    if isinstance(points, Points):
+        pts = points
+    else:
+        context = SlideContext(name=sl.path.name, mpp=sl.mpp, dimensions=sl.dimensions)
+        pts = (points_options or PointsOptions()).read(points, slide=context)
+    _check_points_on_slide(pts, sl)
+    region = None
+    if roi is not None:
+        region = (roi if isinstance(roi, Roi) else read_roi(roi)).on_slide(*sl.dimensions, sl.mpp)
+    inside = sl.contains(pts.xy) if len(pts) else np.zeros(0, dtype=bool)
+    status = np.where(inside, "ok", "outside_slide").astype(object)
+    if (~inside).any():
+        log.warning("slide %s: %d of %d candidates lie outside the slide and are skipped", sl.path, int((~inside).sum()), len(pts))
+    if region is not None:
+        status[inside & ~region.contains(pts.xy)] = "outside_roi"
+        inside = status == "ok"
+    ins = np.flatnonzero(inside)
+    return pts, status, ins[sl.tile_order(pts.xy[ins])], region
 
 
 def _check_points_on_slide(pts: Points, slide: Slide) -> None:
@@ -309,5 +358,6 @@ def _blocks(
         newly = int(np.isin(start + missing, want).sum())
         stats["read"] += newly
         stats["cached"] += len(want) - newly
-        bar.update(newly)
+        if bar is not None:
+            bar.update(newly)
         yield want, patches[want - start]

@@ -111,3 +111,25 @@ def write_pyramidal_tiff(path: str | Path, image: np.ndarray, *, mpp: float | No
             tif.write(level, photometric="rgb", tile=(tile, tile), compression=compression,
                       subfiletype=0 if k == 0 else 1, metadata=None, **kwargs)
     return path
+
+
+def write_slide_with_points(slide_path: str | Path, points_path: str | Path, *, width_um: float, height_um: float,
+                            n_figures: int, n_nuclei: int, mpp: float = 0.25, downsamples: Sequence[int] = (1, 4),
+                            atypical_fraction: float = 0.3, seed: int = 0) -> tuple[Path, Path]:
+    """A synthetic slide (pyramidal TIFF, deflate tiles) with ``n_figures`` mitotic figures, and a points CSV
+    (``id,x,y,drawn_as`` in level-0 pixels) listing them."""
+    rng = np.random.default_rng(seed)
+    margin = min(40.0, width_um / 4, height_um / 4)
+    figures = np.column_stack([rng.uniform(margin, width_um - margin, n_figures),
+                               rng.uniform(margin, height_um - margin, n_figures)])
+    atypical = rng.random(n_figures) < atypical_fraction
+    scene = random_scene(width_um, height_um, n_nuclei=n_nuclei, mitoses_um=[tuple(p) for p in figures],
+                         atypical=list(atypical), seed=seed)
+    slide = write_pyramidal_tiff(slide_path, scene.render(mpp), mpp=mpp, downsamples=downsamples, compression="zlib")
+    points = Path(points_path)
+    points.parent.mkdir(parents=True, exist_ok=True)
+    with open(points, "w", encoding="utf-8") as fh:
+        fh.write("id,x,y,drawn_as\n")
+        for i, ((x, y), a) in enumerate(zip(figures / mpp, atypical)):
+            fh.write(f"fig{i:03d},{x:.1f},{y:.1f},{'multipolar' if a else 'metaphase'}\n")
+    return slide, points

@@ -21,13 +21,14 @@ def main(ctx: click.Context, verbose: int, quiet: int) -> None:
 
 
 def _register() -> None:
+    from .batch import batch_cmd
     from .classify_stack import classify_stack_cmd
     from .demo import demo_cmd
     from .report import report_cmd
     from .screen import screen_cmd
     from .train import classify_cmd, evaluate_cmd, train_cmd
 
-    for cmd in (screen_cmd, report_cmd, demo_cmd, train_cmd, evaluate_cmd, classify_cmd, classify_stack_cmd):
+    for cmd in (screen_cmd, batch_cmd, report_cmd, demo_cmd, train_cmd, evaluate_cmd, classify_cmd, classify_stack_cmd):
         main.add_command(cmd)
 
 

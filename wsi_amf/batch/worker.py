@@ -1,0 +1,117 @@
+"""Screen slides one after another with one loaded model, reading the next slide's patches meanwhile.
+
+A :class:`SlideWorker` loads the ensemble once. ``run(job, next_job=...)`` starts filling the patch cache for
+``next_job`` in a background thread (slide reads only, no model: ``screen.fill_cache``), then screens ``job``
+(whose patches its own earlier prefetch has put in the cache). Reading and classifying thus overlap across
+slides. The same class runs in the local executor and, as a Ray actor, on each node of a cluster.
+A slide that fails gives a ``failed`` row; the worker goes on with the next.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from ..bundle import ModelBundle, load_bundle
+from ..errors import WsiAmfError, one_line
+from ..points import PointsOptions
+from . import resume
+from .cohort import slide_row
+from .jobs import SlideJob
+
+if TYPE_CHECKING:
+    from ..ensemble import Ensemble
+
+log = logging.getLogger(__name__)
+
+
+class SlideWorker:
+    """One model, many slides. ``options`` are keyword arguments of :func:`wsi_amf.screen`."""
+
+    def __init__(self, model: Ensemble | ModelBundle | str | Path | None, *, out: str | Path, options: Mapping[str, Any],
+                 points_options: PointsOptions | None = None, prefetch: bool = True) -> None:
+        from ..ensemble import Ensemble
+
+        self.out = Path(out)
+        self.options = dict(options)
+        self.points_options = points_options or PointsOptions()
+        tta = bool(self.options.get("tta", False))
+        if isinstance(model, Ensemble) and model.tta == tta:
+            self.ensemble = model
+        else:
+            bundle = model.bundle if isinstance(model, Ensemble) else model
+            self.ensemble = Ensemble(bundle if isinstance(bundle, ModelBundle) else load_bundle(bundle),
+                                     device=self.options.get("device", "auto"), engine=self.options.get("engine", "auto"),
+                                     tta=tta)
+        self.bundle = self.ensemble.bundle
+        self._prefetch = prefetch
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="wsi-amf-prefetch")
+        self._pending: dict[str, Future] = {}
+        self._stop = threading.Event()
+
+    def describe(self) -> dict[str, Any]:
+        info = self.ensemble.info
+        return {"device": info.device, "engine": info.engine}
+
+    def run(self, job: SlideJob, fingerprint: str, next_job: SlideJob | None = None) -> dict[str, Any]:
+        """Screen ``job`` into ``out`` (prefetching ``next_job``); its cohort row, ``ok`` or ``failed``."""
+        from ..screen import screen
+
+        t0 = time.perf_counter()
+        pending = self._pending.pop(job.stem, None)
+        if pending is not None:
+            pending.result()
+        if next_job is not None and self._prefetch:
+            self._pending[next_job.stem] = self._pool.submit(self._fill, next_job)
+        kwargs = dict(self.options)
+        if job.roi is not None:
+            kwargs["roi"] = job.roi
+        try:
+            resume.forget(self.out, job.stem)
+            result = screen(job.slide, job.points, points_options=self.points_options, model=self.ensemble,
+                            out=self.out, stem=job.stem, progress=False, **kwargs)
+            outputs = {kind: _relative(path, self.out) for kind, path in result.outputs.items()}
+            resume.record(self.out, job.stem, fingerprint, outputs)
+            summary = result.summary()
+        except WsiAmfError as exc:
+            return slide_row(job, status="failed", error=str(exc), seconds=time.perf_counter() - t0)
+        except MemoryError:
+            return slide_row(job, status="failed", error=f"slide {job.slide}: out of memory (lower --batch-size)",
+                             seconds=time.perf_counter() - t0)
+        except Exception as exc:  # a bug or an unforeseen input: recorded, the batch goes on
+            log.debug("slide %s failed", job.slide, exc_info=True)
+            return slide_row(job, status="failed", error=f"slide {job.slide}: unexpected {type(exc).__name__}: "
+                             f"{one_line(exc)}", seconds=time.perf_counter() - t0)
+        return slide_row(job, status="ok", summary=summary, outputs=outputs, seconds=time.perf_counter() - t0)
+
+    def _fill(self, job: SlideJob) -> None:
+        """Read ``job``'s missing patches into the cache; any problem is left for ``screen`` to report."""
+        from ..screen import fill_cache
+
+        if self._stop.is_set():
+            return
+        cfg = self.bundle.config
+        try:
+            fill_cache(job.slide, job.points, patch_size=cfg.patch_size, patch_mpp=cfg.mpp,
+                       points_options=self.points_options, cache_dir=self.options.get("cache_dir"),
+                       mpp=self.options.get("mpp"), roi=job.roi or self.options.get("roi"),
+                       workers=int(self.options.get("workers", 4)), stop=self._stop)
+        except Exception as exc:
+            log.debug("prefetch of %s failed (%s); screen will report it", job.slide, exc)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pending.clear()
+
+
+def _relative(path: Path, out: Path) -> str:
+    """``path`` relative to ``out`` when inside it (as the cohort table names outputs), else absolute."""
+    try:
+        return Path(path).absolute().relative_to(out.absolute()).as_posix()
+    except ValueError:
+        return str(Path(path).absolute())
