@@ -103,8 +103,7 @@ def test_screening_finds_the_planted_hotspot(tmp_path, hotspot_slide, tiny_bundl
 
 
 def test_no_classified_candidate_no_hotspot(tmp_path, slide025, tiny_bundle) -> None:
-    from conftest import write_points_csv
-
-    pts = write_points_csv(tmp_path / "none.csv", [(99999.0, 5.0)])
+    pts = tmp_path / "none.csv"
+    pts.write_text("x,y\n")  # a detector that found nothing
     r = screen(slide025.path, pts, model=tiny_bundle, out=tmp_path / "o", cache_dir=tmp_path / "c", progress=False)
     assert json.loads(r.outputs["summary"].read_text())["hotspot"] is None
