@@ -556,6 +556,10 @@ def main(argv: list[str] | None = None) -> int:
           f"n_read={cold.n_read}")
     print(f"max |{ens_fast.engine} - eager| = {max_diff:.2e}; max |pipeline - model-only {ens_fast.engine}| = {pipe_diff:.2e}; "
           f"warm == cold: {warm_same}")
+    shared = 1.0 / (1.0 / r_fast + 1.0 / r_tile + 1.0 / r_write)
+    print(f"CPU-shared bound: when reading, caching and the model all compete for the same cores, the pipeline can at "
+          f"best reach 1 / (1/model + 1/read + 1/write) = {shared:,.0f} patches/s ({shared / bottleneck:.2f}x "
+          f"min(model, read)); the cold pipeline reaches {r_cold / shared:.2f}x of that bound")
     print(f"cache: {cache_bytes / max(1, n):,.0f} bytes/patch on disk ({cache_bytes / max(1, n * size * size * 3):.2f} of raw)")
     if mem:
         print()
@@ -606,7 +610,8 @@ def main(argv: list[str] | None = None) -> int:
                         "naive": t_naive, "load_optimised": t_fast_load, "load_eager": t_eager_load, "bundle": t_bundle},
             "pipeline_timings": cold.timings, "n_read_cold": cold.n_read, "n_read_warm": warm.n_read,
             "max_abs_diff_optimised_vs_eager": max_diff, "max_abs_diff_pipeline_vs_model": pipe_diff,
-            "cache_bytes_per_patch": cache_bytes / max(1, n), "tiatoolbox": tia, "tiatoolbox_python": tia_python,
+            "cache_bytes_per_patch": cache_bytes / max(1, n),
+            "cpu_shared_bound": 1.0 / (1.0 / r_fast + 1.0 / r_tile + 1.0 / r_write), "tiatoolbox": tia, "tiatoolbox_python": tia_python,
             "memory": {str(k): v for k, v in mem.items()}, "memory_ratio": mem_ratio,
             "targets": {name: ok for name, ok, _ in targets},
         }

@@ -350,3 +350,37 @@ def test_ray_executor_gives_the_local_cohort_table(local_ray, cli_run, cohort, t
     for stem in GOOD:
         assert (tmp_path / "out" / f"{stem}.csv").read_text() == (local_out / f"{stem}.csv").read_text()
     assert local_ray.is_initialized()  # an instance the caller started is left running
+
+
+def test_manifest_roi_and_reports_end_to_end(cohort, tiny_bundle, threshold, tmp_path):
+    """A manifest's roi cell restricts its slide's candidates (the others are untouched); --report writes every
+    slide report and cohort.html, linked from the cohort table."""
+    from wsi_amf.points import read_points
+    from wsi_amf.slide import Slide
+
+    slides, points = cohort
+    with Slide(slides / "a.tif") as sl:
+        width, height = sl.dimensions
+    half = width / 2
+    roi = tmp_path / "left.geojson"
+    roi.write_text(json.dumps({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [
+        [[0, 0], [half, 0], [half, height], [0, height], [0, 0]]]}, "properties": {"objectType": "annotation"}}))
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f"slide,points,roi\n{slides / 'a.tif'},{points / 'a.csv'},{roi}\n{slides / 'b.tif'},{points / 'b.csv'},\n")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["-q", "batch", "--manifest", str(manifest), "--out", str(out), "--report",
+                                    "--model", str(tiny_bundle.path), "--cache", str(tmp_path / "c"),
+                                    "--threshold", repr(threshold)])
+    assert res.exit_code == 0, res.output
+    rows = rows_by_stem(json.loads((out / "cohort.json").read_text())["slides"])
+    xy_a = read_points(points / "a.csv").xy
+    inside = int((xy_a[:, 0] <= half).sum())
+    assert 0 < inside < len(xy_a)
+    assert rows["a"]["roi"] == str(roi) and rows["a"]["n_candidates"] == len(xy_a) and rows["a"]["n_classified"] == inside
+    summary_a = json.loads((out / "a.summary.json").read_text())
+    assert summary_a["n_skipped_outside_roi"] == len(xy_a) - inside and summary_a["roi"]["n_mf"] == inside
+    assert rows["b"]["roi"] is None and rows["b"]["n_classified"] == len(read_points(points / "b.csv").xy)
+    for stem in ("a", "b"):
+        assert rows[stem]["report"] == f"{stem}.report.html" and (out / f"{stem}.report.html").stat().st_size > 0
+    cohort_html = (out / "cohort.html").read_text()
+    assert 'href="a.report.html"' in cohort_html and 'href="b.report.html"' in cohort_html

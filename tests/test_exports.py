@@ -59,3 +59,16 @@ def test_cli_export_and_unknown_names(tmp_path, slide025, mitosis_points, tiny_b
     assert res.exit_code == 2 and "--export" in res.output and not (tmp_path / "out2").exists()
     with pytest.raises(OptionError, match="--export 'xml'"):
         screen(slide025.path, mitosis_points, model=tiny_bundle, export=["xml"], progress=False)
+
+
+def test_gc_json_export_screens_back_in(tmp_path, slide025, tiny_bundle):
+    """Our grand-challenge export is a valid points file for the next screening: same positions, and the
+    exported P(atypical) becomes the detector score that --min-score filters."""
+    xy = [slide025.px(x, y) for x, y in MITOSES_UM]
+    first = screen(slide025.path, write_points_csv(tmp_path / "det.csv", xy), model=tiny_bundle, out=tmp_path / "one",
+                   cache_dir=tmp_path / "c", export=["gc-json"], progress=False)
+    again = screen(slide025.path, first.outputs["gc-json"], model=tiny_bundle, cache_dir=tmp_path / "c", progress=False)
+    np.testing.assert_allclose(again.points.xy, first.points.xy, atol=1e-6)
+    np.testing.assert_allclose(again.points.score, first.p_atypical, atol=1e-12)
+    np.testing.assert_allclose(again.p_atypical, first.p_atypical, atol=1e-9)
+    assert again.n_read == 0  # the same patches, straight from the cache

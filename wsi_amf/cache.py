@@ -107,22 +107,25 @@ class PatchCache:
             raise CacheError(f"patch cache {self.path}: cannot be opened ({exc})") from None
         n = min(len(self.filled), len(self.coords), self._patches.shape[0])
         self.filled, self.coords = self.filled[:n], self.coords[:n]
-        self._index = {(float(x), float(y)): i for i, (x, y) in enumerate(self.coords)}
+        self._index = {_key(x, y): i for i, (x, y) in enumerate(self.coords)}
 
     def __len__(self) -> int:
         return len(self.coords)
 
     def locate(self, xy: np.ndarray) -> np.ndarray:
-        """Cache indices of the points, appending new points (in the order given) as unfilled entries."""
+        """Cache indices of the points, appending new points (in the order given) as unfilled entries.
+
+        Positions equal to 1e-6 pixel share an entry: a point that went through millimetres and back
+        (grand-challenge JSON) finds its patch."""
         idx = np.empty(len(xy), dtype=np.int64)
         new: list[tuple[float, float]] = []
         for i, (x, y) in enumerate(xy):
-            key = (float(x), float(y))
+            key = _key(x, y)
             j = self._index.get(key)
             if j is None:
                 j = len(self.coords) + len(new)
                 self._index[key] = j
-                new.append(key)
+                new.append((float(x), float(y)))
             idx[i] = j
         if new:
             n0 = len(self.coords)
@@ -204,3 +207,7 @@ def read_cached(group_path: str | Path, identity: SlideIdentity, xy: np.ndarray)
     except Exception as exc:  # a missing or damaged cache: the caller reads the patches from the slide
         log.info("patch cache %s: not readable (%s); patches come from the slide", path, exc)
         return {}
+
+
+def _key(x: float, y: float) -> tuple[float, float]:
+    return (round(float(x), 6) + 0.0, round(float(y), 6) + 0.0)  # + 0.0: -0.0 and 0.0 are one key

