@@ -59,3 +59,21 @@ def json_type(value: Any) -> str:
     if is_number(value):
         return "a number"
     return {str: "a string", list: "a list"}.get(type(value), "an object")
+
+
+def geojson_features(data: Any, *, where: str, error: type[WsiAmfError], expected: str) -> list[Any]:
+    """The objects of a GeoJSON document: a FeatureCollection's features, a list as it is, anything else
+    (a Feature, a bare geometry) as a list of one; ``error`` naming ``where`` for other top levels."""
+    if isinstance(data, list):
+        return data
+    if not isinstance(data, dict):
+        raise error(f"{where}: the top level is {json_type(data)}; {expected}")
+    kind = data.get("type")
+    if not isinstance(kind, (str, type(None))):
+        raise error(f"{where}: the top level's 'type' is {json_type(kind)}, expected a string")
+    if kind == "FeatureCollection" or (kind is None and "features" in data):
+        features = data.get("features")
+        if not isinstance(features, list):
+            raise error(f"{where}: 'features' is {json_type(features)}, expected a list")
+        return features
+    return [data]

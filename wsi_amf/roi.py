@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .errors import RoiError, one_line
-from .files import is_number, json_type, load_json, read_text
+from .files import geojson_features, is_number, json_type, load_json, read_text
 
 log = logging.getLogger(__name__)
 BREAST_COUNT_AREA_MM2 = 2.0  # breast mitotic counts are reported per 2 mm²
@@ -135,17 +135,8 @@ def read_roi(path: str | Path) -> Roi:
 
 
 def _objects(path: Path, data: Any) -> list[Any]:
-    expected = "expected a FeatureCollection, a list of Features, a Feature or a geometry"
-    if isinstance(data, list):
-        return data
-    if not isinstance(data, dict):
-        raise RoiError(f"ROI file {path}: the top level is {json_type(data)}; {expected}")
-    if data.get("type") == "FeatureCollection" or (data.get("type") is None and "features" in data):
-        features = data.get("features")
-        if not isinstance(features, list):
-            raise RoiError(f"ROI file {path}: 'features' is {json_type(features)}, expected a list")
-        return features
-    return [data]
+    return geojson_features(data, where=f"ROI file {path}", error=RoiError,
+                            expected="expected a FeatureCollection, a list of Features, a Feature or a geometry")
 
 
 def _collect(where: str, geometry: Any, polygons: list[Any], skipped: Counter[str], *, depth: int) -> None:

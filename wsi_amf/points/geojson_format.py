@@ -15,6 +15,7 @@ import shapely
 from shapely.errors import ShapelyError
 
 from wsi_amf.errors import PointsError
+from wsi_amf.files import geojson_features
 
 from .json_values import json_type, list_of, optional_score, position, text_field
 from .model import SCORE_COLUMNS, Table, logger, one_line, quote, quoted_list
@@ -112,26 +113,15 @@ def _feature(where: str, feature: Any) -> tuple[list[tuple[float, float]], dict[
 
 def _features(where: str, data: Any) -> list[Any]:
     expected = "expected a FeatureCollection, a list of Features or a Feature"
-    if isinstance(data, list):
-        return data
-    if not isinstance(data, dict):
-        raise PointsError(f"{where}: the top level is {json_type(data)}; {expected}")
-    kind = data.get("type")
-    if not isinstance(kind, (str, type(None))):
-        raise PointsError(f"{where}: the top level's 'type' is {json_type(kind)}, expected a string")
-    if kind == "FeatureCollection" or (kind is None and "features" in data):
-        features = data.get("features")
-        if not isinstance(features, list):
-            raise PointsError(f"{where}: 'features' is {json_type(features)}, expected a list")
-        return features
-    if kind == "Feature" or kind in _GEOMETRY_TYPES:
-        return [data]
+    kind = data.get("type") if isinstance(data, dict) else None
     if kind in ("Multiple points", "Mulitple points"):
         raise PointsError(
             f"{where} is a grand-challenge 'Multiple points' file (millimetre coordinates), not QuPath GeoJSON; "
             "read it as --points-format gc-json"
         )
-    raise PointsError(f"{where}: the top level has type {quote(str(kind))}; {expected}")
+    if isinstance(kind, str) and kind not in ("FeatureCollection", "Feature") and kind not in _GEOMETRY_TYPES:
+        raise PointsError(f"{where}: the top level has type {quote(kind)}; {expected}")
+    return geojson_features(data, where=where, error=PointsError, expected=expected)
 
 
 def _rings(where: str, value: Any) -> list[list[tuple[float, float]]]:
