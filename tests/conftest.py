@@ -19,6 +19,16 @@ MITOSES_UM = [(100.0, 100.0), (256.0, 128.0), (400.0, 300.0), (150.0, 420.0), (3
 ATYPICAL = [False] * 5 + [True] * 3
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Nothing a test does lands in the user's cache: default patch caches and ONNX graphs go to a session
+    folder (subprocesses inherit it)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("WSI_AMF_CACHE", str(tmp_path_factory.mktemp("wsi-amf-cache")))
+    yield
+    mp.undo()
+
+
 @dataclass(frozen=True)
 class SyntheticSlide:
     path: Path

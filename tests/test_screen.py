@@ -99,6 +99,31 @@ def test_cpu_runtime_matches_eager_torch(tiny_bundle, engine):
     np.testing.assert_allclose(fast.predict(patches[:5]), fast.predict(patches)[:5], atol=1e-6)  # batch-independent
 
 
+def test_onnx_graphs_are_exported_once_and_reused(tiny_bundle, tmp_path, monkeypatch):
+    from wsi_amf import onnx_graphs
+
+    monkeypatch.setenv("WSI_AMF_CACHE", str(tmp_path / "cache"))
+    patches = np.random.default_rng(2).integers(0, 256, size=(9, 128, 128, 3), dtype=np.uint8)
+    first = Ensemble(tiny_bundle, device="cpu", engine="onnx").predict(patches)
+    graphs = sorted((tmp_path / "cache" / "graphs").glob("*.onnx"))
+    assert len(graphs) == len(tiny_bundle.config.members)
+    stamps = [g.stat().st_mtime_ns for g in graphs]
+    monkeypatch.setattr(onnx_graphs, "export", lambda *a, **k: pytest.fail("exported again"))
+    for engine in ("onnx", "openvino") if importlib.util.find_spec("openvino") else ("onnx",):
+        np.testing.assert_allclose(Ensemble(tiny_bundle, device="cpu", engine=engine).predict(patches), first, atol=1e-6)
+    assert [g.stat().st_mtime_ns for g in graphs] == stamps
+
+
+def test_unwritable_graph_cache_keeps_graphs_in_memory(tiny_bundle, tmp_path, monkeypatch):
+    (tmp_path / "not-a-dir").write_text("a file where the cache folder should be")
+    monkeypatch.setenv("WSI_AMF_CACHE", str(tmp_path / "not-a-dir"))
+    patches = np.random.default_rng(3).integers(0, 256, size=(4, 128, 128, 3), dtype=np.uint8)
+    fast = Ensemble(tiny_bundle, device="cpu")
+    assert fast.info.engine in ("openvino", "onnx")
+    np.testing.assert_allclose(fast.predict(patches), Ensemble(tiny_bundle, device="cpu", engine="torch").predict(patches),
+                               atol=1e-3)
+
+
 def test_auto_engine_on_cpu_prefers_openvino_then_onnx(tiny_bundle):
     expected = "openvino" if importlib.util.find_spec("openvino") else "onnx"
     assert Ensemble(tiny_bundle, device="cpu").info.engine == expected

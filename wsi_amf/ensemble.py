@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import io
 import logging
-import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from .bundle import ModelBundle, build_member
 from .errors import OptionError
+from .onnx_graphs import member_graph
 from .preprocess import Preprocess, dihedral
 
 if TYPE_CHECKING:
@@ -75,12 +76,18 @@ class Ensemble:
         cuda = self.device.startswith("cuda")
         if engine in _CPU_RUNTIMES and cuda:
             raise OptionError(f"--engine {engine} runs on the CPU only; use --engine torch with --device cuda")
-        models = [build_member(bundle, k) for k in range(len(bundle.config.members))]
+        models: dict[int, Any] = {}
+
+        def member(k: int) -> Any:  # built on demand: a cached ONNX graph needs no torch module
+            if k not in models:
+                models[k] = build_member(bundle, k)
+            return models[k]
+
         self.engine = "torch"
         if not cuda and engine != "torch":
-            self._sessions, self.engine = self._compile(models, engine)
+            self._sessions, self.engine = self._compile(member, engine)
         if not self._sessions:
-            for m in models:
+            for m in (member(k) for k in range(len(bundle.config.members))):
                 m.to(self.device)
                 if cuda:
                     m.to(memory_format=torch.channels_last)
@@ -88,12 +95,13 @@ class Ensemble:
             if cuda:
                 self.autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
-    def _compile(self, models: list[Any], engine: str) -> tuple[list[Any], str]:
-        """Export the members to ONNX and compile them for a CPU runtime: the one asked for, or with ``auto``
-        the first of OpenVINO / ONNX Runtime that is installed and runs the architecture (else eager)."""
+    def _compile(self, member: Callable[[int], Any], engine: str) -> tuple[list[Any], str]:
+        """Export the members to ONNX (or take their cached graphs) and compile them for a CPU runtime: the one
+        asked for, or with ``auto`` the first of OpenVINO / ONNX Runtime that is installed and runs the
+        architecture (else eager)."""
         arch = self.bundle.config.architecture
         try:
-            graphs = [self._export(m) for m in models]
+            graphs = [member_graph(self.bundle, k, lambda k=k: member(k)) for k in range(len(self.bundle.config.members))]
         except Exception as exc:  # export support differs between architectures
             if engine != "auto":
                 raise OptionError(f"--engine {engine}: {arch} cannot be exported to ONNX ({_first_line(exc)})") from None
@@ -116,19 +124,6 @@ class Ensemble:
     def info(self) -> EnsembleInfo:
         dtype = str(self.autocast_dtype).replace("torch.", "") if self.autocast_dtype is not None else None
         return EnsembleInfo(self.device, self.engine, len(self.bundle.config.members), self.tta, dtype)
-
-    def _export(self, model: Any) -> bytes:
-        import torch
-
-        size = self.bundle.config.input_size
-        buf = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model, (torch.zeros(1, 3, size, size),), buf, input_names=["x"], output_names=["logit"],
-                dynamic_axes={"x": {0: "n"}, "logit": {0: "n"}}, opset_version=17, dynamo=False,
-            )
-        return buf.getvalue()
 
     def predict(self, patches: np.ndarray) -> np.ndarray:
         """``uint8 [N, S, S, 3]`` -> ``float64 [N]`` P(atypical), averaged over members (and the 8 TTA views)."""
@@ -173,7 +168,7 @@ def _threads() -> int:
     return torch.get_num_threads()
 
 
-def _onnxruntime_runner(graph: bytes) -> Callable[[np.ndarray], np.ndarray]:
+def _onnxruntime_runner(graph: Path | bytes) -> Callable[[np.ndarray], np.ndarray]:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -181,17 +176,23 @@ def _onnxruntime_runner(graph: bytes) -> Callable[[np.ndarray], np.ndarray]:
     opts.intra_op_num_threads = _threads()
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    session = ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(graph) if isinstance(graph, Path) else graph, opts,
+                                   providers=["CPUExecutionProvider"])
     return lambda x: session.run(None, {"x": x})[0]
 
 
-def _openvino_runner(graph: bytes) -> Callable[[np.ndarray], np.ndarray]:
+def _openvino_runner(graph: Path | bytes) -> Callable[[np.ndarray], np.ndarray]:
     """OpenVINO in throughput mode: the batch is cut into sub-batches run concurrently on the CPU streams
     (2.3x eager on 2 cores for convnextv2_atto, against 1.8x for one request on the whole batch)."""
     import openvino as ov
 
-    model = ov.convert_model(io.BytesIO(graph))
-    compiled = ov.Core().compile_model(model, "CPU", {
+    core = ov.Core()
+    if isinstance(graph, Path):  # compiled blobs cached beside the graph: a later run skips compilation
+        core.set_property({"CACHE_DIR": str(graph.parent / "openvino")})
+        model: Any = str(graph)
+    else:
+        model = ov.convert_model(io.BytesIO(graph))
+    compiled = core.compile_model(model, "CPU", {
         "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_NUM_THREADS": _threads(),
     })
     jobs = ov.AsyncInferQueue(compiled, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
