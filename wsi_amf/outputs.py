@@ -188,7 +188,7 @@ def write_outputs(result: ScreenResult, out_dir: str | Path, *, export: Iterable
     files = {
         "geojson": (out / f"{result.stem}.geojson", geojson_text(result)),
         "csv": (out / f"{result.stem}.csv", table_text(result)),
-        "summary": (out / f"{result.stem}.summary.json", json.dumps(summary_dict(result), indent=2, allow_nan=False) + "\n"),
+        "summary": (out / f"{result.stem}.summary.json", json.dumps(result.summary(), indent=2, allow_nan=False) + "\n"),
         **export_files(result, out, export),
     }
     for path, text in files.values():

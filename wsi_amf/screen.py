@@ -8,12 +8,14 @@ which runs the ensemble in batches. Memory stays bounded whatever the number of 
 
 from __future__ import annotations
 
+import copy
 import logging
 import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -83,10 +85,14 @@ class ScreenResult:
     def amf_ratio(self) -> float | None:
         return self.n_atypical / self.n_classified if self.n_classified else None
 
-    def summary(self) -> dict[str, Any]:
+    @cached_property
+    def _summary(self) -> dict[str, Any]:  # computed once: the hotspot search grows with the candidates
         from .outputs import summary_dict
 
         return summary_dict(self)
+
+    def summary(self) -> dict[str, Any]:
+        return copy.deepcopy(self._summary)
 
 
 def screen(
@@ -162,7 +168,7 @@ def screen(
             from .report import slide_report
 
             outputs["report"] = slide_report(outputs["summary"])
-        result = replace(result, outputs=outputs)
+        result.outputs.update(outputs)  # the same result: its summary is not computed again
     return result
 
 
