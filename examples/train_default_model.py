@@ -5,9 +5,10 @@
 AMi-Br (Bertram et al., BVM 2025, doi 10.1007/978-3-658-47422-5_25): 2,679 labelled figures from 153
 source slides. 5 folds stratified and grouped by source slide; the 5 fold models form the ensemble.
 Trained from scratch on a 2-core CPU (no ImageNet weights can be fetched there): a small, fast
-architecture at 64 px on the central 60 % of each 128 px patch, with flips, transposition and
-shift-scale-rotate (H&E stain augmentation, available as ``stain``, was left out to fit the CPU
-budget). About 31 minutes here with OMP_WAIT_POLICY=PASSIVE. For research use, train on MIDOG 2025
+architecture (5 x 2.3 M parameters: 23 MB in fp16) at 96 px on the central 60 % of each 128 px patch,
+with flips, transposition, shift-scale-rotate and H&E stain augmentation. About 51 minutes here.
+Out of fold: balanced accuracy 0.739, ROC AUC 0.809 (64 px / 15 epochs / no stain augmentation gave
+0.691 / 0.741). For research use, train on MIDOG 2025
 data with ``wsi-amf train ... --recipe convnextv2 --pretrained`` on a GPU instead.
 """
 
@@ -20,9 +21,9 @@ from wsi_amf.training import train
 SETTINGS = dict(
     recipe="convnextv2",
     arch="regnetx_002",
-    img_size=64,
+    img_size=96,
     crop=0.6,
-    epochs=15,
+    epochs=32,
     lr=2e-3,
     weight_decay=0.05,
     optimizer="adamw",
@@ -30,7 +31,9 @@ SETTINGS = dict(
     folds=5,
     loss="bce",
     sampler="none",
-    augment=("transpose", "hflip", "vflip", "shift_scale_rotate"),
+    augment=("transpose", "hflip", "vflip", "shift_scale_rotate", "stain"),
+    stain_alpha=0.1,
+    stain_beta=0.05,
     seed=42,
 )
 
