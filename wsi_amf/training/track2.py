@@ -134,9 +134,9 @@ def classify_stack(
 ) -> StackResult:
     """Classify every page of a track 2 stack with ``model`` (default: the built-in bundle); write ``out``."""
     from ..bundle import load_bundle
+    from ..screen import check_options
 
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise OptionError(f"--threshold {threshold}: must be between 0 and 1")
+    check_options(threshold=threshold)
     out = Path(out)
     if out.is_dir():
         raise OptionError(f"--out {out}: is a directory, expected a JSON file name")
