@@ -15,22 +15,32 @@ from .errors import WsiAmfError, one_line
 
 def read_text(path: Path, *, what: str, error: type[WsiAmfError]) -> str:
     """The file's text (UTF-8, a BOM dropped); ``error`` if it is missing, a folder, unreadable, not text or empty."""
+    return decode_text(read_bytes(path, what=what, error=error), where=f"{what} {path}", error=error)
+
+
+def read_bytes(path: Path, *, what: str, error: type[WsiAmfError], size: int = -1) -> bytes:
+    """The file's first ``size`` bytes (all by default); ``error`` if it is missing, a folder or unreadable."""
     try:
         if path.is_dir():
             raise error(f"{what} {path} is a directory, not a file")
-        data = path.read_bytes()
+        with path.open("rb") as fh:
+            return fh.read(size)
     except FileNotFoundError:
         raise error(f"{what} {path} does not exist") from None
     except PermissionError:
         raise error(f"{what} {path} cannot be read (permission denied)") from None
     except (OSError, ValueError) as exc:
         raise error(f"{what} {path} cannot be read ({getattr(exc, 'strerror', None) or one_line(exc)})") from None
+
+
+def decode_text(data: bytes, *, where: str, error: type[WsiAmfError], hint: str = "") -> str:
+    """UTF-8 text (a BOM dropped); ``error`` naming ``where`` if it is not UTF-8 (+ ``hint``) or only white space."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise error(f"{what} {path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+        raise error(f"{where} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}){hint}") from None
     if not text.strip():
-        raise error(f"{what} {path} is empty")
+        raise error(f"{where} is empty")
     return text
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from wsi_amf.errors import PointsError
+from wsi_amf.files import decode_text, read_bytes
 
 from .model import one_line, quote
 
@@ -56,31 +57,12 @@ def load(path: Path) -> Content:
 
 def decode(where: str, data: bytes) -> str:
     """UTF-8 text (a BOM dropped); PointsError if it is not UTF-8 or holds nothing but white space."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise PointsError(
-            f"{where} is not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); save it as UTF-8"
-        ) from None
-    if not text.strip():
-        raise PointsError(f"{where} is empty")
-    return text
+    return decode_text(data, where=where, error=PointsError, hint="; save it as UTF-8")
 
 
 def _read_bytes(path: Path, size: int = -1) -> bytes:
     """The file's first `size` bytes (all of them by default)."""
-    try:
-        if path.is_dir():
-            raise PointsError(f"points file {path} is a directory, not a file")
-        with path.open("rb") as fh:
-            return fh.read(size)
-    except FileNotFoundError:
-        raise PointsError(f"points file {path} does not exist") from None
-    except PermissionError:
-        raise PointsError(f"points file {path} cannot be read (permission denied)") from None
-    except (OSError, ValueError) as err:
-        reason = getattr(err, "strerror", None) or str(err)
-        raise PointsError(f"points file {path} cannot be read ({one_line(reason)})") from None
+    return read_bytes(path, what="points file", error=PointsError, size=size)
 
 
 def _gunzip(path: Path, data: bytes) -> bytes:

@@ -17,6 +17,7 @@ from shapely.errors import ShapelyError
 from wsi_amf.errors import PointsError
 from wsi_amf.files import geojson_features
 
+from . import gc_json
 from .json_values import json_type, list_of, optional_score, position, text_field
 from .model import SCORE_COLUMNS, Table, logger, one_line, quote, quoted_list
 
@@ -114,7 +115,7 @@ def _feature(where: str, feature: Any) -> tuple[list[tuple[float, float]], dict[
 def _features(where: str, data: Any) -> list[Any]:
     expected = "expected a FeatureCollection, a list of Features or a Feature"
     kind = data.get("type") if isinstance(data, dict) else None
-    if kind in ("Multiple points", "Mulitple points"):
+    if gc_json.is_gc_json(data):
         raise PointsError(
             f"{where} is a grand-challenge 'Multiple points' file (millimetre coordinates), not QuPath GeoJSON; "
             "read it as --points-format gc-json"

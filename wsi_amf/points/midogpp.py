@@ -63,8 +63,7 @@ def read_table(
     scores: list[float] = []
     has_score = False
     for number, annotation in enumerate(annotations, start=1):
-        if not isinstance(annotation, dict):
-            object_of(f"{where} annotation {number}", "the entry", annotation)  # raises
+        annotation = object_of(f"{where} annotation {number}", "the entry", annotation)
         image_id = annotation.get("image_id")
         if image_id != key or type(image_id) is not type(key):  # (True == 1, but bool is not int)
             continue
