@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .options import handle_errors, screening_options
+from .options import handle_errors, is_quiet, screening_options
 
 if TYPE_CHECKING:
     from ..points import PointsOptions
@@ -57,7 +57,7 @@ def batch_cmd(ctx: click.Context, slides_dir: Path | None, points_options: Point
 
     from ..batch import screen_batch
 
-    quiet = ctx.obj.get("quiet", False) if ctx.obj else False
+    quiet = is_quiet(ctx)
 
     def report(row: dict[str, Any]) -> None:
         if row["status"] == "failed":

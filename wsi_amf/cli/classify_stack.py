@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .options import handle_errors, patch_inference_options, set_threads
+from .options import handle_errors, is_quiet, patch_inference_options, set_threads
 
 
 @click.command("classify-stack")
@@ -22,8 +22,7 @@ def classify_stack_cmd(ctx: click.Context, stack: Path, out: Path, model: str | 
     from ..training.track2 import classify_stack
 
     set_threads(opts.pop("threads"))
-    root = ctx.find_root()
-    quiet = bool(root.obj.get("quiet", False)) if isinstance(root.obj, dict) else False
+    quiet = is_quiet(ctx)
     result = classify_stack(stack, out, model=model, quiet=quiet, **opts)
     if not quiet:
         click.echo(f"{result.n} patches: {result.n_atypical} atypical at threshold {result.threshold:.3f}; wrote {result.out}")

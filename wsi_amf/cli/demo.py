@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import device_option, handle_errors, model_option
+from .options import device_option, handle_errors, is_quiet, model_option
 
 
 @click.command("demo")
@@ -20,7 +20,7 @@ def demo_cmd(ctx: click.Context, out: Path, model: str | None, device: str) -> N
     """Screen a small SYNTHETIC slide with the built-in model, to see the whole tool work."""
     from ..demo import run_demo
 
-    quiet = ctx.obj.get("quiet", False) if ctx.obj else False
+    quiet = is_quiet(ctx)
     click.echo(f"Writing a synthetic slide (drawn by wsi-amf, not real tissue) and its candidate points into {out}/ ...")
     demo = run_demo(out, model=model, device=device, progress=not quiet)
     r = demo.result

@@ -15,6 +15,12 @@ from ..exports import EXPORTS
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def is_quiet(ctx: click.Context) -> bool:
+    """Whether ``-q`` was given to the ``wsi-amf`` group."""
+    root = ctx.find_root()
+    return bool(root.obj.get("quiet", False)) if isinstance(root.obj, dict) else False
+
+
 def model_option(f: F) -> F:
     return click.option(
         "--model", "model", type=click.Path(path_type=str), default=None,

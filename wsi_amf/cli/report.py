@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import ReportError
-from .options import handle_errors
+from .options import handle_errors, is_quiet
 
 
 @click.command("report")
@@ -23,7 +23,7 @@ def report_cmd(ctx: click.Context, results_dir: Path, slides: Path | None, cache
     when it holds a batch's cohort.json, report.html when it holds an evaluation's metrics.json."""
     from ..report import write_reports
 
-    quiet = ctx.obj.get("quiet", False) if ctx.obj else False
+    quiet = is_quiet(ctx)
     done = write_reports(results_dir, slides=slides, cache=cache_dir)
     if not quiet:
         for path in done.written:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .options import handle_errors, screening_options
+from .options import handle_errors, is_quiet, screening_options
 
 if TYPE_CHECKING:
     from ..points import PointsOptions
@@ -28,7 +28,7 @@ def screen_cmd(ctx: click.Context, slide: Path, points_path: Path, out: Path, po
     """Classify the candidate mitoses of SLIDE as normal or atypical mitotic figures."""
     from ..screen import screen
 
-    quiet = ctx.obj.get("quiet", False) if ctx.obj else False
+    quiet = is_quiet(ctx)
     result = screen(slide, points_path, points_options=points_options, out=out, progress=not quiet, **options)
     if quiet:
         return

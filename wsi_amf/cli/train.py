@@ -7,7 +7,14 @@ from typing import Any, Callable, TypeVar
 
 import click
 
-from .options import device_option, handle_errors, patch_inference_options, set_threads, threads_option
+from .options import (
+    device_option,
+    handle_errors,
+    is_quiet,
+    patch_inference_options,
+    set_threads,
+    threads_option,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 FORMATS = ("midog25", "amibr", "folder", "csv")  # mirrors training.datasets.FORMATS (not imported: --help stays fast)
@@ -16,11 +23,6 @@ RECIPES = ("convnextv2", "efficientvit")
 HYPERPARAMETERS = ("arch", "epochs", "lr", "weight_decay", "img_size", "crop", "batch_size", "folds", "loss", "sampler",
                    "optimizer", "seed", "mpp", "pretrained", "pretrained_file", "augment", "focal_gamma", "focal_alpha",
                    "stain_alpha", "stain_beta", "grad_clip", "amp")
-
-
-def _quiet(ctx: click.Context) -> bool:
-    root = ctx.find_root()
-    return bool(root.obj.get("quiet", False)) if isinstance(root.obj, dict) else False
 
 
 def _operations(value: str | None) -> tuple[str, ...] | None:
@@ -100,9 +102,9 @@ def train_cmd(ctx: click.Context, data: Path, out: Path, recipe: str, **opts: An
     set_threads(opts.pop("threads"))
     overrides = {k: opts.pop(k) for k in HYPERPARAMETERS}
     result = train(
-        data, out, recipe=recipe, format=opts.pop("data_format"), quiet=_quiet(ctx), **opts, **overrides,
+        data, out, recipe=recipe, format=opts.pop("data_format"), quiet=is_quiet(ctx), **opts, **overrides,
     )
-    if _quiet(ctx):
+    if is_quiet(ctx):
         return
     m = result.metrics
     click.echo(
@@ -134,8 +136,8 @@ def evaluate_cmd(ctx: click.Context, data: Path, out: Path, model: str | None, d
     from ..training import evaluate
 
     set_threads(opts.pop("threads"))
-    result = evaluate(data, out, model=model, format=data_format, quiet=_quiet(ctx), **opts)
-    if _quiet(ctx):
+    result = evaluate(data, out, model=model, format=data_format, quiet=is_quiet(ctx), **opts)
+    if is_quiet(ctx):
         return
     m = result.metrics
     click.echo(
@@ -161,6 +163,6 @@ def classify_cmd(ctx: click.Context, paths: tuple[Path, ...], out: Path, model: 
     from ..training import classify
 
     set_threads(opts.pop("threads"))
-    result = classify(list(paths), out, model=model, quiet=_quiet(ctx), **opts)
-    if not _quiet(ctx):
+    result = classify(list(paths), out, model=model, quiet=is_quiet(ctx), **opts)
+    if not is_quiet(ctx):
         click.echo(f"{result.n} patches: {result.n_atypical} atypical at threshold {result.threshold:.3f}; wrote {result.out}")
