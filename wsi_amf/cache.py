@@ -37,10 +37,15 @@ CHUNK = 64
 _INDEX_CHUNK = 1 << 16
 
 
-def default_cache_dir() -> Path:
+def cache_root() -> Path:
+    """``$WSI_AMF_CACHE``, else the user cache directory's ``wsi-amf`` (patches and ONNX graphs live below)."""
     from platformdirs import user_cache_dir
 
-    return Path(os.environ.get("WSI_AMF_CACHE") or user_cache_dir("wsi-amf", appauthor=False)) / "patches"
+    return Path(os.environ.get("WSI_AMF_CACHE") or user_cache_dir("wsi-amf", appauthor=False))
+
+
+def default_cache_dir() -> Path:
+    return cache_root() / "patches"
 
 
 def slide_group_name(slide_path: Path) -> str:
@@ -197,8 +202,8 @@ def read_cached(group_path: str | Path, identity: SlideIdentity, xy: np.ndarray)
         g = zarr.open_group(str(path), mode="r")
         filled = np.asarray(g["filled"][:], dtype=bool)
         coords = np.asarray(g["coords"][:], dtype=np.float64).reshape(-1, 2)
-        index = {(float(x), float(y)): i for i, (x, y) in enumerate(coords[: len(filled)]) if filled[i]}
-        where = {i: index[(float(x), float(y))] for i, (x, y) in enumerate(xy) if (float(x), float(y)) in index}
+        index = {_key(x, y): i for i, (x, y) in enumerate(coords[: len(filled)]) if filled[i]}  # as PatchCache.locate
+        where = {i: index[k] for i, (x, y) in enumerate(xy) if (k := _key(x, y)) in index}
         if not where:
             return {}
         wanted = np.unique(np.fromiter(where.values(), dtype=np.int64))

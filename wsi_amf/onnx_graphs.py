@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .bundle import ModelBundle
+from .cache import cache_root
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -26,9 +27,7 @@ OPSET = 17
 
 def graphs_dir() -> Path:
     """``$WSI_AMF_CACHE/graphs``, else the user cache directory's ``wsi-amf/graphs``."""
-    from platformdirs import user_cache_dir
-
-    return Path(os.environ.get("WSI_AMF_CACHE") or user_cache_dir("wsi-amf", appauthor=False)) / "graphs"
+    return cache_root() / "graphs"
 
 
 def member_graph(bundle: ModelBundle, k: int, build: Callable[[], Any]) -> Path | bytes:

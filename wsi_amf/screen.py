@@ -222,11 +222,11 @@ def _candidates(sl: Slide, points: Points | str | Path, points_options: PointsOp
     else:
         context = SlideContext(name=sl.path.name, mpp=sl.mpp, dimensions=sl.dimensions)
         pts = (points_options or PointsOptions()).read(points, slide=context)
-    _check_points_on_slide(pts, sl)
+    inside = sl.contains(pts.xy) if len(pts) else np.zeros(0, dtype=bool)
+    _check_points_on_slide(pts, sl, inside)
     region = None
     if roi is not None:
         region = (roi if isinstance(roi, Roi) else read_roi(roi)).on_slide(*sl.dimensions, sl.mpp)
-    inside = sl.contains(pts.xy) if len(pts) else np.zeros(0, dtype=bool)
     status = np.where(inside, "ok", "outside_slide").astype(object)
     if (~inside).any():
         log.warning("slide %s: %d of %d candidates lie outside the slide and are skipped", sl.path, int((~inside).sum()), len(pts))
@@ -237,9 +237,9 @@ def _candidates(sl: Slide, points: Points | str | Path, points_options: PointsOp
     return pts, status, ins[sl.tile_order(pts.xy[ins])], region
 
 
-def _check_points_on_slide(pts: Points, slide: Slide) -> None:
+def _check_points_on_slide(pts: Points, slide: Slide, inside: np.ndarray) -> None:
     """PointsError when the candidates cannot belong to the slide: all within its size in millimetres (a
-    file in millimetres read as pixels), or all outside it (another slide's file, another unit)."""
+    file in millimetres read as pixels), or all outside it (``inside``: another slide's file, another unit)."""
     if len(pts) == 0:
         return
     w, h = slide.dimensions
@@ -250,7 +250,7 @@ def _check_points_on_slide(pts: Points, slide: Slide) -> None:
             f"points file {pts.source}: every coordinate lies within {x_max:g} x {y_max:g}, inside the slide's size in "
             f"millimetres ({w_mm:g} x {h_mm:g}); coordinates must be level-0 pixels, not millimetres"
         )
-    if not slide.contains(pts.xy).any():
+    if not inside.any():
         raise PointsError(
             f"points file {pts.source}: all {len(pts)} candidates lie outside the slide ({w} x {h} pixels; "
             f"candidates up to x {x_max:g}, y {y_max:g}); are they another slide's, or in another unit?"

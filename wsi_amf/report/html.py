@@ -17,10 +17,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..outputs import atomic_write_text
+from ..outputs import AMF_COLOR, NMF_COLOR, atomic_write_text
 
-AMF_HEX = "#dc143c"  # outputs.AMF_COLOR
-NMF_HEX = "#1e90ff"  # outputs.NMF_COLOR
+AMF_HEX = "#%02x%02x%02x" % tuple(AMF_COLOR)  # the GeoJSON classes' colours
+NMF_HEX = "#%02x%02x%02x" % tuple(NMF_COLOR)
 HOTSPOT_HEX = "#ffb000"
 
 CSS = """
