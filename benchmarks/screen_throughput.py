@@ -40,6 +40,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -428,9 +429,11 @@ def main(argv: list[str] | None = None) -> int:
         # Rounds: each times every fast row once, interleaved, so that load from other work hits all rows alike;
         # each row keeps its best (shortest) round.
         best: dict[str, float] = {}
+        per_round: dict[str, list[float]] = {}
 
         def keep(name: str, secs: float) -> None:
             best[name] = min(secs, best.get(name, math.inf))
+            per_round.setdefault(name, []).append(secs)
 
         cache_dir = workdir / "pipeline-cache"
         tia_python = find_tia_python(args.tia_python)
@@ -517,6 +520,9 @@ def main(argv: list[str] | None = None) -> int:
     r_tia_tile = rate(tia["tile"]["n"], tia["tile"]["read_s"]) if tia_ok else None
     bottleneck = min(r_fast, r_tile)
     ref_name = "model" if r_fast <= r_tile else "read"
+    # The cold pipeline against the model (the bottleneck here) timed in the same round, round by round: on a
+    # machine whose speed drifts, the median of these paired ratios is steadier than the ratio of two bests.
+    paired = [f / c for f, c in zip(per_round["fast"], per_round["cold"])]
 
     def ratio(a: float | None, b: float | None) -> str:
         return "-" if a is None or b is None or not b else f"{a / b:.2f}x"
@@ -560,6 +566,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CPU-shared bound: when reading, caching and the model all compete for the same cores, the pipeline can at "
           f"best reach 1 / (1/model + 1/read + 1/write) = {shared:,.0f} patches/s ({shared / bottleneck:.2f}x "
           f"min(model, read)); the cold pipeline reaches {r_cold / shared:.2f}x of that bound")
+    print(f"pipeline / model timed in the same round: median {statistics.median(paired):.2f}x "
+          f"(rounds: {', '.join(f'{v:.2f}' for v in paired)})")
     print(f"cache: {cache_bytes / max(1, n):,.0f} bytes/patch on disk ({cache_bytes / max(1, n * size * size * 3):.2f} of raw)")
     if mem:
         print()
@@ -611,6 +619,7 @@ def main(argv: list[str] | None = None) -> int:
             "pipeline_timings": cold.timings, "n_read_cold": cold.n_read, "n_read_warm": warm.n_read,
             "max_abs_diff_optimised_vs_eager": max_diff, "max_abs_diff_pipeline_vs_model": pipe_diff,
             "cache_bytes_per_patch": cache_bytes / max(1, n),
+            "pipeline_over_model_per_round": paired,
             "cpu_shared_bound": 1.0 / (1.0 / r_fast + 1.0 / r_tile + 1.0 / r_write), "tiatoolbox": tia, "tiatoolbox_python": tia_python,
             "memory": {str(k): v for k, v in mem.items()}, "memory_ratio": mem_ratio,
             "targets": {name: ok for name, ok, _ in targets},

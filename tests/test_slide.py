@@ -87,6 +87,22 @@ def test_plain_image_fallback(tmp_path, scene):
         assert sl.mpp == pytest.approx(0.5)
 
 
+def test_transparent_pixels_are_composited_onto_white(tmp_path):
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, size=(200, 200, 3), dtype=np.uint8)
+    alpha = np.full((200, 200), 255, dtype=np.uint8)
+    alpha[:, :50] = 0  # not scanned
+    alpha[:, 50:100] = 128  # half transparent
+    png = tmp_path / "transparent.png"
+    Image.fromarray(np.dstack([rgb, alpha])).save(png)
+    with Slide(png, mpp=0.5) as sl:
+        patch = sl.read_patch(70, 100, size=64, target_mpp=0.5).astype(int)  # image columns 38..101
+    region = rgb[68:132, 38:102].astype(int)
+    assert (patch[:, : 50 - 38] == 255).all()
+    np.testing.assert_array_equal(patch[:, 50 - 38 : 100 - 38], (region * 128 + 255 * 127)[:, 50 - 38 : 100 - 38] // 255)
+    np.testing.assert_array_equal(patch[:, 100 - 38 :], region[:, 100 - 38 :])
+
+
 @pytest.mark.parametrize("content", [b"", b"not a slide at all" * 10, b"II*\x00\x08\x00\x00\x00\xff\xff"])
 def test_broken_files_raise_slide_error(tmp_path, content):
     path = tmp_path / "broken.svs"

@@ -105,7 +105,10 @@ class PatchCache:
                                compressors=BloscCodec(cname="lz4", clevel=1, shuffle="noshuffle"))
                 g.create_array("filled", shape=(0,), chunks=(_INDEX_CHUNK,), dtype="bool", fill_value=False)
                 g.create_array("coords", shape=(0, 2), chunks=(_INDEX_CHUNK, 2), dtype="float64", fill_value=0.0)
-            self._patches, self._filled, self._coords = g["patches"], g["filled"], g["coords"]
+            # Patch chunks are never skipped as "empty": zarr's check compares every chunk with the fill value,
+            # which cost 4x the compression itself (benchmarks/README.md, cache writes).
+            self._patches = g["patches"].with_config({"write_empty_chunks": True})
+            self._filled, self._coords = g["filled"], g["coords"]
             self.filled = np.asarray(self._filled[:], dtype=bool)
             self.coords = np.asarray(self._coords[:], dtype=np.float64).reshape(-1, 2)
         except Exception as exc:

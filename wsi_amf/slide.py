@@ -14,11 +14,14 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
 from .errors import OptionError, SlideError, one_line
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 _EPS = 1e-6
@@ -157,31 +160,35 @@ class Slide:
             h = math.ceil(by0 + side) - iy0 + 1
         region = self._read(level, ix0, iy0, w, h, lw, lh, ds)
         if exact:
-            return region
-        img = Image.fromarray(region)
+            return np.asarray(region, dtype=np.uint8)
         box = (bx0 - ix0, by0 - iy0, bx0 - ix0 + side, by0 - iy0 + side)
-        out = img.resize((size, size), Image.Resampling.BILINEAR, box=box, reducing_gap=None)
+        out = region.resize((size, size), Image.Resampling.BILINEAR, box=box, reducing_gap=None)
         return np.asarray(out, dtype=np.uint8)
 
-    def _read(self, level: int, x: int, y: int, w: int, h: int, lw: int, lh: int, ds: float) -> np.ndarray:
-        """RGB region of a level, white where it falls outside the level."""
+    def _read(self, level: int, x: int, y: int, w: int, h: int, lw: int, lh: int, ds: float) -> Image.Image:
+        """RGB region of a level, white where it falls outside the level or is transparent."""
+        from PIL import Image
+
         self.reads += 1
         # Only ask OpenSlide for the part inside the level; pad the rest with white.
         cx0, cy0 = max(x, 0), max(y, 0)
         cx1, cy1 = min(x + w, lw), min(y + h, lh)
-        out = np.full((h, w, 3), 255, dtype=np.uint8)
         if cx1 <= cx0 or cy1 <= cy0:
-            return out
+            return Image.new("RGB", (w, h), (255, 255, 255))
         try:
             rgba = self._osr.read_region((int(round(cx0 * ds)), int(round(cy0 * ds))), level, (cx1 - cx0, cy1 - cy0))
         except Exception as exc:  # openslide raises OpenSlideError; corrupt tiles surface here
             raise SlideError(f"slide {self.path}: reading level {level} at ({cx0}, {cy0}) failed ({one_line(exc)})") from None
-        arr = np.asarray(rgba)
-        rgb = arr[..., :3]
-        alpha = arr[..., 3:4]
-        if alpha.min() < 255:  # transparent = no tissue scanned: composite onto white
-            rgb = (rgb.astype(np.uint16) * alpha + 255 * (255 - alpha.astype(np.uint16))) // 255
-        out[cy0 - y : cy1 - y, cx0 - x : cx1 - x] = rgb
+        if rgba.mode == "RGBA" and rgba.getchannel("A").getextrema()[0] < 255:
+            # Transparent = no tissue scanned: composite onto white.
+            arr = np.asarray(rgba)
+            alpha = arr[..., 3:4].astype(np.uint16)
+            rgba = Image.fromarray(((arr[..., :3] * alpha + 255 * (255 - alpha)) // 255).astype(np.uint8))
+        rgb = rgba.convert("RGB") if rgba.mode != "RGB" else rgba
+        if (cx0, cy0, cx1, cy1) == (x, y, x + w, y + h):  # the usual case: the whole region lies inside the level
+            return rgb
+        out = Image.new("RGB", (w, h), (255, 255, 255))
+        out.paste(rgb, (cx0 - x, cy0 - y))
         return out
 
     def read_patches(
