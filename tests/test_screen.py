@@ -41,6 +41,7 @@ def assert_qupath_geojson(path: Path, n_expected: int) -> list[dict]:
         assert len(cls["color"]) == 3 and all(isinstance(c, int) and 0 <= c <= 255 for c in cls["color"])
         assert isinstance(props["measurements"], dict)
         assert all(isinstance(v, float) and math.isfinite(v) for v in props["measurements"].values())
+        assert all(isinstance(k, str) and isinstance(v, str) for k, v in props.get("metadata", {}).items())
     return data["features"]
 
 
@@ -69,6 +70,7 @@ def test_screen_writes_consistent_outputs(tmp_path, slide025, tiny_bundle):
         assert f["properties"]["measurements"]["AMF probability"] == pytest.approx(float(row["p_atypical"]), abs=1e-6)
         assert f["properties"]["measurements"]["Detector score"] == 0.9
         assert (f["properties"]["classification"]["name"] == AMF_CLASS) == (row["label"] == "atypical")
+        assert f["properties"]["metadata"] == {"id": row["id"]}  # the input's id column, carried through
 
 
 def test_wilson_interval_hand_computed():

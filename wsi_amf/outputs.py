@@ -83,9 +83,20 @@ def feature_id(stem: str, x: float, y: float) -> str:
     return str(uuid.uuid5(_UUID_NAMESPACE, f"{stem}:{x!r}:{y!r}"))
 
 
+_OWN_COLUMNS = ("x", "y", "p_atypical", "label", "status")
+
+
+def carried_columns(result: ScreenResult) -> list[str]:
+    """The input columns carried through to the outputs (ids, labels, classes): all but the table's own."""
+    return [c for c in result.points.columns if c not in _OWN_COLUMNS]
+
+
 def geojson_text(result: ScreenResult) -> str:
-    """A QuPath-ready FeatureCollection: one Point detection per classified candidate."""
+    """A QuPath-ready FeatureCollection: one Point detection per classified candidate. The carried-through input
+    columns (non-empty values, as strings) go into ``properties.metadata``, which QuPath 0.5+ shows per object
+    and older versions ignore."""
     pts = result.points
+    carried = carried_columns(result)
     features = []
     for i in np.flatnonzero(result.classified):
         x, y = (float(v) for v in pts.xy[i])
@@ -93,29 +104,27 @@ def geojson_text(result: ScreenResult) -> str:
         measurements = {"AMF probability": float(result.p_atypical[i])}
         if pts.score is not None and _finite(pts.score[i]) is not None:
             measurements[f"Detector {pts.score_name or 'score'}"] = float(pts.score[i])
-        features.append(
-            {
-                "type": "Feature",
-                "id": feature_id(result.stem, x, y),
-                "geometry": {"type": "Point", "coordinates": [x, y]},
-                "properties": {
-                    "objectType": "detection",
-                    "classification": {
-                        "name": AMF_CLASS if atypical else NMF_CLASS,
-                        "color": list(AMF_COLOR if atypical else NMF_COLOR),
-                    },
-                    "measurements": measurements,
-                },
-            }
-        )
+        properties: dict[str, Any] = {
+            "objectType": "detection",
+            "classification": {
+                "name": AMF_CLASS if atypical else NMF_CLASS,
+                "color": list(AMF_COLOR if atypical else NMF_COLOR),
+            },
+            "measurements": measurements,
+        }
+        metadata = {c: pts.columns[c][i] for c in carried if pts.columns[c][i] != ""}
+        if metadata:
+            properties["metadata"] = metadata
+        features.append({"type": "Feature", "id": feature_id(result.stem, x, y),
+                         "geometry": {"type": "Point", "coordinates": [x, y]}, "properties": properties})
     return json.dumps({"type": "FeatureCollection", "features": features}, allow_nan=False) + "\n"
 
 
 def table_text(result: ScreenResult) -> str:
     """One row per candidate: position, P(atypical), label, status, then the carried-through input columns."""
     pts = result.points
-    carried = [c for c in pts.columns if c not in {"x", "y", "p_atypical", "label", "status"}]
-    header = ["x", "y", "p_atypical", "label", "status"]
+    carried = carried_columns(result)
+    header = list(_OWN_COLUMNS)
     if pts.score is not None:
         header.append("score")
     header += carried
