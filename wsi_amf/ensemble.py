@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from .bundle import ModelBundle, build_member
+from .bundle import ModelBundle, build_member, load_bundle
 from .errors import OptionError
 from .onnx_graphs import member_graph
 from .preprocess import Preprocess, dihedral
@@ -160,6 +160,19 @@ class Ensemble:
                     logit = model(x).float().reshape(-1)
                 acc += torch.sigmoid(logit.double()).cpu()
         return acc / max(1, len(self._sessions) or len(self._torch_models))
+
+
+def open_ensemble(model: Ensemble | ModelBundle | str | Path | None, *, device: str = "auto", engine: str = "auto",
+                  tta: bool = False) -> Ensemble:
+    """The ensemble to run: ``model`` itself when it is an :class:`Ensemble` with the same ``tta`` (reused across
+    slides), else one built from it (an Ensemble with another ``tta`` keeps its own device), from a bundle, a
+    bundle directory, or the built-in default (None)."""
+    if isinstance(model, Ensemble):
+        if tta == model.tta:
+            return model
+        return Ensemble(model.bundle, device=model.device, engine=engine, tta=tta)
+    bundle = model if isinstance(model, ModelBundle) else load_bundle(model)
+    return Ensemble(bundle, device=device, engine=engine, tta=tta)
 
 
 def _threads() -> int:

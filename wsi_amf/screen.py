@@ -21,9 +21,9 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .bundle import ModelBundle, load_bundle
+from .bundle import ModelBundle
 from .cache import CHUNK, PatchCache, open_cache
-from .ensemble import Ensemble
+from .ensemble import Ensemble, open_ensemble
 from .errors import OptionError, PointsError
 from .exports import check_exports
 from .outputs import write_outputs
@@ -138,7 +138,7 @@ def screen(
     timings: dict[str, float] = {}
     with Slide(slide, mpp=mpp) as sl:
         pts, status, order, region = _candidates(sl, points, points_options, roi)
-        ensemble = _ensemble(model, device=device, engine=engine, tta=tta)
+        ensemble = open_ensemble(model, device=device, engine=engine, tta=tta)
         cfg = ensemble.bundle.config
         thr = cfg.threshold if threshold is None else float(threshold)
         with open_cache(cache_dir, sl.path, sl.identity(), size=cfg.patch_size, mpp=cfg.mpp) as cache:
@@ -255,15 +255,6 @@ def _check_points_on_slide(pts: Points, slide: Slide, inside: np.ndarray) -> Non
             f"points file {pts.source}: all {len(pts)} candidates lie outside the slide ({w} x {h} pixels; "
             f"candidates up to x {x_max:g}, y {y_max:g}); are they another slide's, or in another unit?"
         )
-
-
-def _ensemble(model: Ensemble | ModelBundle | str | Path | None, *, device: str, engine: str, tta: bool) -> Ensemble:
-    if isinstance(model, Ensemble):
-        if tta != model.tta:
-            model = Ensemble(model.bundle, device=model.device, engine=engine, tta=tta)
-        return model
-    bundle = model if isinstance(model, ModelBundle) else load_bundle(model)
-    return Ensemble(bundle, device=device, engine=engine, tta=tta)
 
 
 def _classify(

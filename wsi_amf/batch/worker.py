@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from ..bundle import ModelBundle, load_bundle
+from ..bundle import ModelBundle
 from ..errors import WsiAmfError, one_line
 from ..points import PointsOptions
 from . import resume
@@ -34,19 +34,13 @@ class SlideWorker:
 
     def __init__(self, model: Ensemble | ModelBundle | str | Path | None, *, out: str | Path, options: Mapping[str, Any],
                  points_options: PointsOptions | None = None, prefetch: bool = True) -> None:
-        from ..ensemble import Ensemble
+        from ..ensemble import open_ensemble
 
         self.out = Path(out)
         self.options = dict(options)
         self.points_options = points_options or PointsOptions()
-        tta = bool(self.options.get("tta", False))
-        if isinstance(model, Ensemble) and model.tta == tta:
-            self.ensemble = model
-        else:
-            bundle = model.bundle if isinstance(model, Ensemble) else model
-            self.ensemble = Ensemble(bundle if isinstance(bundle, ModelBundle) else load_bundle(bundle),
-                                     device=self.options.get("device", "auto"), engine=self.options.get("engine", "auto"),
-                                     tta=tta)
+        self.ensemble = open_ensemble(model, device=self.options.get("device", "auto"),
+                                      engine=self.options.get("engine", "auto"), tta=bool(self.options.get("tta", False)))
         self.bundle = self.ensemble.bundle
         self._prefetch = prefetch
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="wsi-amf-prefetch")

@@ -13,10 +13,11 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..bundle import ModelBundle
+from ..ensemble import open_ensemble
 from ..errors import DatasetError
 from ..outputs import atomic_open
 from .datasets import IMAGE_SUFFIXES, load_images
-from .evaluate import open_ensemble, predict_patches
+from .evaluate import predict_patches
 
 CHUNK = 1024
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from ..bundle import ModelBundle, load_bundle
+from ..ensemble import open_ensemble
 from ..report.evaluation import evaluation_report
 from .datasets import PatchDataset, load_dataset
 from .reports import metrics_report, roc_png, write_json, write_predictions
@@ -41,13 +42,6 @@ def predict_patches(ensemble: Ensemble, patches: np.ndarray, *, batch_size: int 
             out[start : start + len(chunk)] = ensemble.predict(chunk)
             bar.update(len(chunk))
     return out
-
-
-def open_ensemble(model: str | Path | ModelBundle | None, *, device: str, engine: str, tta: bool) -> Ensemble:
-    from ..ensemble import Ensemble
-
-    bundle = model if isinstance(model, ModelBundle) else load_bundle(model)
-    return Ensemble(bundle, device=device, engine=engine, tta=tta)
 
 
 def evaluate(

@@ -20,9 +20,10 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..bundle import ModelBundle
+from ..ensemble import open_ensemble
 from ..errors import DatasetError, OptionError, WsiAmfError, one_line
 from ..outputs import atomic_write_text
-from .evaluate import open_ensemble, predict_patches
+from .evaluate import predict_patches
 
 log = logging.getLogger(__name__)
 PATCH_SIZE = 128
