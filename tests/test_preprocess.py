@@ -36,6 +36,14 @@ def test_matches_the_textbook_order(patches, size, fraction):
     assert torch.equal(patches, before)  # the caller's patches are untouched
 
 
+def test_float_input_is_not_modified_in_place(patches):
+    floats = patches.float()
+    before = floats.clone()
+    x = Preprocess(128, 1.0, MEAN, STD)(floats)
+    assert torch.equal(floats, before)
+    np.testing.assert_allclose(x.numpy(), reference(patches, 128, 1.0), atol=1e-4)
+
+
 def test_pixel_values_and_channel_order():
     patch = torch.zeros((1, 4, 4, 3), dtype=torch.uint8)
     patch[0, 1, 2] = torch.tensor([255, 0, 128], dtype=torch.uint8)  # one RGB pixel at row 1, column 2

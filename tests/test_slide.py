@@ -96,11 +96,15 @@ def test_transparent_pixels_are_composited_onto_white(tmp_path):
     png = tmp_path / "transparent.png"
     Image.fromarray(np.dstack([rgb, alpha])).save(png)
     with Slide(png, mpp=0.5) as sl:
-        patch = sl.read_patch(70, 100, size=64, target_mpp=0.5).astype(int)  # image columns 38..101
-    region = rgb[68:132, 38:102].astype(int)
+        exact = sl.read_patch(70, 100, size=64, target_mpp=0.5)  # image columns 38..101, not resampled
+        upsampled = sl.read_patch(30, 100, size=64, target_mpp=0.25)  # resampled: columns 14..46, all unscanned
+        padded = sl.read_patch(2, 100, size=64, target_mpp=0.25)  # past the left edge as well
+    region, patch = rgb[68:132, 38:102].astype(int), exact.astype(int)
     assert (patch[:, : 50 - 38] == 255).all()
     np.testing.assert_array_equal(patch[:, 50 - 38 : 100 - 38], (region * 128 + 255 * 127)[:, 50 - 38 : 100 - 38] // 255)
     np.testing.assert_array_equal(patch[:, 100 - 38 :], region[:, 100 - 38 :])
+    assert (upsampled == 255).all() and (padded == 255).all()
+    assert exact.flags.writeable and upsampled.flags.writeable  # arrays of their own, as before
 
 
 @pytest.mark.parametrize("content", [b"", b"not a slide at all" * 10, b"II*\x00\x08\x00\x00\x00\xff\xff"])

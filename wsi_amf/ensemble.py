@@ -165,12 +165,12 @@ class Ensemble:
 def open_ensemble(model: Ensemble | ModelBundle | str | Path | None, *, device: str = "auto", engine: str = "auto",
                   tta: bool = False) -> Ensemble:
     """The ensemble to run: ``model`` itself when it is an :class:`Ensemble` with the same ``tta`` (reused across
-    slides), else one built from it (an Ensemble with another ``tta`` keeps its own device), from a bundle, a
-    bundle directory, or the built-in default (None)."""
+    slides), else one built from it (an Ensemble with another ``tta`` keeps its own device and engine), from a
+    bundle, a bundle directory, or the built-in default (None)."""
     if isinstance(model, Ensemble):
         if tta == model.tta:
             return model
-        return Ensemble(model.bundle, device=model.device, engine=engine, tta=tta)
+        return Ensemble(model.bundle, device=model.device, engine=model.engine, tta=tta)
     bundle = model if isinstance(model, ModelBundle) else load_bundle(model)
     return Ensemble(bundle, device=device, engine=engine, tta=tta)
 

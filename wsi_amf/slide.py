@@ -160,10 +160,10 @@ class Slide:
             h = math.ceil(by0 + side) - iy0 + 1
         region = self._read(level, ix0, iy0, w, h, lw, lh, ds)
         if exact:
-            return np.asarray(region, dtype=np.uint8)
+            return np.array(region, dtype=np.uint8)  # a writable array of its own, like the resampled one
         box = (bx0 - ix0, by0 - iy0, bx0 - ix0 + side, by0 - iy0 + side)
         out = region.resize((size, size), Image.Resampling.BILINEAR, box=box, reducing_gap=None)
-        return np.asarray(out, dtype=np.uint8)
+        return np.array(out, dtype=np.uint8)
 
     def _read(self, level: int, x: int, y: int, w: int, h: int, lw: int, lh: int, ds: float) -> Image.Image:
         """RGB region of a level, white where it falls outside the level or is transparent."""
