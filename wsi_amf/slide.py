@@ -140,6 +140,10 @@ class Slide:
 
     def read_patch(self, x: float, y: float, *, size: int, target_mpp: float) -> np.ndarray:
         """``uint8 [size, size, 3]`` centred on level-0 ``(x, y)`` at ``target_mpp``; white outside the slide."""
+        return np.array(self._patch_image(x, y, size=size, target_mpp=target_mpp), dtype=np.uint8)
+
+    def _patch_image(self, x: float, y: float, *, size: int, target_mpp: float) -> Image.Image:
+        """The patch of :meth:`read_patch` as an RGB PIL image (``read_patches`` copies it straight into place)."""
         from PIL import Image
 
         scale = target_mpp / self.mpp  # level-0 pixels per patch pixel
@@ -160,10 +164,9 @@ class Slide:
             h = math.ceil(by0 + side) - iy0 + 1
         region = self._read(level, ix0, iy0, w, h, lw, lh, ds)
         if exact:
-            return np.array(region, dtype=np.uint8)  # a writable array of its own, like the resampled one
+            return region
         box = (bx0 - ix0, by0 - iy0, bx0 - ix0 + side, by0 - iy0 + side)
-        out = region.resize((size, size), Image.Resampling.BILINEAR, box=box, reducing_gap=None)
-        return np.array(out, dtype=np.uint8)
+        return region.resize((size, size), Image.Resampling.BILINEAR, box=box, reducing_gap=None)
 
     def _read(self, level: int, x: int, y: int, w: int, h: int, lw: int, lh: int, ds: float) -> Image.Image:
         """RGB region of a level, white where it falls outside the level or is transparent."""
@@ -200,7 +203,7 @@ class Slide:
             return out
 
         def one(i: int) -> None:
-            out[i] = self.read_patch(float(xy[i, 0]), float(xy[i, 1]), size=size, target_mpp=target_mpp)
+            out[i] = np.asarray(self._patch_image(float(xy[i, 0]), float(xy[i, 1]), size=size, target_mpp=target_mpp))
 
         if executor is not None:
             list(executor.map(one, range(len(xy))))
