@@ -8,7 +8,7 @@ from PIL import Image
 
 from conftest import MITOSES_UM, shared_file
 from wsi_amf.errors import OptionError, SlideError
-from wsi_amf.slide import Slide
+from wsi_amf.slide import PatchReader, Slide
 from wsi_amf.synthetic import write_pyramidal_tiff
 
 
@@ -62,6 +62,38 @@ def test_threaded_reads_equal_sequential(slide025):
         a = sl.read_patches(xy, size=128, target_mpp=0.25, workers=1)
         b = sl.read_patches(xy, size=128, target_mpp=0.25, workers=4)
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("busy", [False, True])
+def test_patch_reader_reads_with_the_pool_or_one_low_priority_thread(slide025, busy):
+    """While the model is busy one background thread reads, at nice 19 on Linux; else the pool. Same patches."""
+    import os
+    import sys
+    import threading
+
+    xy = np.random.default_rng(1).uniform(0, 2048, size=(24, 2))
+    seen: set[tuple[str, int | None]] = set()
+    linux = sys.platform.startswith("linux")
+    with Slide(slide025.path) as sl:
+        expected = sl.read_patches(xy, size=128, target_mpp=0.25, workers=1)
+        own = sl._patch_image
+
+        def spy(*args, **kwargs):
+            nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) if linux else None
+            seen.add((threading.current_thread().name.rsplit("_", 1)[0], nice))
+            return own(*args, **kwargs)
+
+        sl._patch_image = spy
+        before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) if linux else None
+        with PatchReader(sl, workers=3, busy=lambda: busy) as reader:
+            got = reader.read(xy, size=128, target_mpp=0.25)
+    np.testing.assert_array_equal(got, expected)
+    if busy:
+        assert seen == {("wsi-amf-read-bg", 19 if linux else None)}
+    else:
+        assert {name for name, _ in seen} == {"wsi-amf-read"} and {nice for _, nice in seen} == {before}
+    if linux:  # the caller's own priority is untouched
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
 
 
 def test_missing_resolution_asks_for_mpp(tmp_path, scene):

@@ -2,8 +2,9 @@
 
 A reader thread walks the cache chunk by chunk (points are appended to the cache in tile order, so this is
 also the slide's tile order): chunks already filled come from the cache, missing patches are read from the
-slide by a thread pool and written to the cache. Chunks travel through a bounded queue to the main thread,
-which runs the ensemble in batches. Memory stays bounded whatever the number of candidates.
+slide and written to the cache (by a thread pool while the model waits for patches, by one low-priority
+thread while it is busy: :class:`~wsi_amf.slide.PatchReader`). Chunks travel through a bounded queue to the
+main thread, which runs the ensemble in batches. Memory stays bounded whatever the number of candidates.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -29,7 +29,7 @@ from .exports import check_exports
 from .outputs import write_outputs
 from .points import Points, PointsOptions, SlideContext
 from .roi import Roi, read_roi
-from .slide import Slide, check_mpp_option
+from .slide import PatchReader, Slide, check_mpp_option
 
 log = logging.getLogger(__name__)
 _DONE = object()
@@ -206,8 +206,8 @@ def fill_cache(
             needed = np.unique(cache.locate(pts.xy[order]))
             missing = needed[~cache.filled[needed]]
             stats = {"read": 0, "cached": 0, "t_read": 0.0}
-            with ThreadPoolExecutor(max(1, workers)) as pool:
-                for _ in _blocks(sl, cache, missing, pool, stats, None):
+            with PatchReader(sl, workers=workers) as reader:
+                for _ in _blocks(reader, cache, missing, stats, None):
                     if stop is not None and stop.is_set():
                         break
     return stats["read"]
@@ -275,8 +275,9 @@ def _classify(
 
     def produce() -> None:
         try:
-            with ThreadPoolExecutor(max(1, workers)) as pool:
-                for idx, patches in _blocks(slide, cache, needed, pool, stats, bar_read):
+            # Chunks waiting in the queue mean the model is busy: read then at low priority (PatchReader).
+            with PatchReader(slide, workers=workers, busy=lambda: q.qsize() > 0) as patch_reader:
+                for idx, patches in _blocks(patch_reader, cache, needed, stats, bar_read):
                     if stop.is_set():
                         return
                     q.put((idx, patches))
@@ -331,7 +332,7 @@ def _run_batch(ensemble: Ensemble, pend_idx: list, pend: list, batch_size: int, 
 
 
 def _blocks(
-    slide: Slide, cache: PatchCache, needed: np.ndarray, pool: ThreadPoolExecutor, stats: dict, bar  # noqa: ANN001
+    reader: PatchReader, cache: PatchCache, needed: np.ndarray, stats: dict, bar  # noqa: ANN001
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (cache indices, patches) chunk by chunk; missing patches are read, written to the cache."""
     blocks = np.unique(needed // CHUNK)
@@ -349,7 +350,7 @@ def _blocks(
         if patches is None:
             patches = np.empty((stop - start, cache.size, cache.size, 3), dtype=np.uint8)
         missing = np.flatnonzero(~filled)
-        patches[missing] = slide.read_patches(cache.coords[start + missing], size=cache.size, target_mpp=cache.mpp, executor=pool)
+        patches[missing] = reader.read(cache.coords[start + missing], size=cache.size, target_mpp=cache.mpp)
         cache.write(start, patches)
         stats["t_read"] += time.perf_counter() - t
         newly = int(np.isin(start + missing, want).sum())
