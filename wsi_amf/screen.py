@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -193,12 +193,14 @@ def fill_cache(
     roi: Roi | str | Path | None = None,
     workers: int = 4,
     stop: threading.Event | None = None,
+    busy: Callable[[], bool] | None = None,
 ) -> int:
     """Read the patches of ``points`` that the cache lacks into the cache, without a model; the number read.
 
     The first half of :func:`screen` (same candidates, same cache entries): ``batch`` runs it for the next
     slide while the current one is classified, so that ``screen`` then finds every patch cached. Setting
-    ``stop`` ends it after the current chunk.
+    ``stop`` ends it after the current chunk. While ``busy()`` is true (a model is running beside it) it reads
+    at low priority (:class:`~wsi_amf.slide.PatchReader`).
     """
     with Slide(slide, mpp=mpp) as sl:
         pts, _, order, _ = _candidates(sl, points, points_options, roi)
@@ -206,7 +208,7 @@ def fill_cache(
             needed = np.unique(cache.locate(pts.xy[order]))
             missing = needed[~cache.filled[needed]]
             stats = {"read": 0, "cached": 0, "t_read": 0.0}
-            with PatchReader(sl, workers=workers) as reader:
+            with PatchReader(sl, workers=workers, busy=busy) as reader:
                 for _ in _blocks(reader, cache, missing, stats, None):
                     if stop is not None and stop.is_set():
                         break

@@ -198,10 +198,15 @@ class Slide:
         return out
 
     def read_patches(
-        self, xy: np.ndarray, *, size: int, target_mpp: float, workers: int = 4, executor: ThreadPoolExecutor | None = None
+        self, xy: np.ndarray, *, size: int, target_mpp: float, workers: int = 4, executor: ThreadPoolExecutor | None = None,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Patches for many points, read concurrently (OpenSlide releases the GIL), in the order given."""
-        out = np.empty((len(xy), size, size, 3), dtype=np.uint8)
+        """Patches for many points, read concurrently (OpenSlide releases the GIL), in the order given; into
+        ``out`` (``uint8 [N, size, size, 3]``) when given."""
+        if out is None:
+            out = np.empty((len(xy), size, size, 3), dtype=np.uint8)
+        elif out.shape != (len(xy), size, size, 3) or out.dtype != np.uint8:
+            raise ValueError(f"out: expected uint8 {(len(xy), size, size, 3)}, got {out.dtype} {out.shape}")
         if len(xy) == 0:
             return out
 
@@ -247,23 +252,37 @@ class Slide:
 class PatchReader:
     """Reads chunks of patches for a pipeline whose model runs beside it; use as a context manager.
 
-    While the model waits for patches (``busy()`` false), a chunk is read by a pool of ``workers`` threads,
-    the fastest way on many cores. While the model is busy (``busy()`` true: patches are already queued for
-    it) a chunk is read by one background thread at the lowest scheduling priority (nice 19, Linux), so that
-    reading takes the cycles the model leaves idle instead of preempting it. On this 2-core machine reading
-    with a pool took twice the CPU time of one thread for the same wall time (benchmarks/README.md).
+    While ``busy()`` is true (the model has patches queued: it is not waiting for these), patches are read
+    ``SLICE`` at a time by one background thread at the lowest scheduling priority (nice 19 on Linux), so
+    that reading takes the cycles the model leaves idle instead of preempting it; ``busy()`` is asked again
+    before every slice. The rest of the chunk, once ``busy()`` turns false, is read by a pool of ``workers``
+    threads at normal priority, the fastest way when the model waits. Where the priority cannot be lowered,
+    the pool reads everything. Measured in benchmarks/README.md (``reader_policy.py``).
     """
+
+    SLICE = 8
 
     def __init__(self, slide: Slide, *, workers: int = 4, busy: Callable[[], bool] | None = None) -> None:
         self.slide = slide
         self.busy = busy or (lambda: False)
+        self.background_reads = 0  # patches read by the low-priority thread (for tests and benchmarks)
         self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="wsi-amf-read")
-        self._background = ThreadPoolExecutor(1, thread_name_prefix="wsi-amf-read-bg", initializer=lower_thread_priority)
+        self._background = ThreadPoolExecutor(1, thread_name_prefix="wsi-amf-read-bg")
+        self._lowered = self._background.submit(lower_thread_priority).result()
 
     def read(self, xy: np.ndarray, *, size: int, target_mpp: float) -> np.ndarray:
-        if self.busy():
-            return self._background.submit(self.slide.read_patches, xy, size=size, target_mpp=target_mpp, workers=1).result()
-        return self.slide.read_patches(xy, size=size, target_mpp=target_mpp, executor=self._pool)
+        """``uint8 [N, size, size, 3]`` for the level-0 points ``xy``, in the order given."""
+        out = np.empty((len(xy), size, size, 3), dtype=np.uint8)
+        done = 0
+        while done < len(xy) and self._lowered and self.busy():
+            part = slice(done, min(done + self.SLICE, len(xy)))
+            self._background.submit(self.slide.read_patches, xy[part], size=size, target_mpp=target_mpp, workers=1,
+                                    out=out[part]).result()
+            self.background_reads += part.stop - done
+            done = part.stop
+        if done < len(xy):
+            self.slide.read_patches(xy[done:], size=size, target_mpp=target_mpp, executor=self._pool, out=out[done:])
+        return out
 
     def close(self) -> None:
         self._pool.shutdown()
@@ -276,13 +295,15 @@ class PatchReader:
         self.close()
 
 
-def lower_thread_priority() -> None:
-    """Give the calling thread the lowest scheduling priority (Linux: nice is per thread); elsewhere nothing."""
-    if sys.platform.startswith("linux"):
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        except OSError:  # not permitted in some containers: reading just keeps the normal priority
-            pass
+def lower_thread_priority() -> bool:
+    """Give the calling thread the lowest scheduling priority (Linux: nice is per thread); whether it did."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 19
+    except Exception:  # noqa: BLE001 - refused in some sandboxes: the pool then does all the reading
+        return False
 
 
 def check_mpp_option(mpp: float | None) -> None:

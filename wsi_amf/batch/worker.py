@@ -3,7 +3,7 @@
 A :class:`SlideWorker` loads the ensemble once. ``run(job, next_job=...)`` starts filling the patch cache for
 ``next_job`` in a background thread (slide reads only, no model: ``screen.fill_cache``), then screens ``job``
 (whose patches its own earlier prefetch has put in the cache). Reading and classifying thus overlap across
-slides. The same class runs in the local executor and, as a Ray actor, on each node of a cluster.
+slides; while a slide is screened, the prefetch reads at low priority (``slide.PatchReader``). The same class runs in the local executor and, as a Ray actor, on each node of a cluster.
 A slide that fails gives a ``failed`` row; the worker goes on with the next.
 """
 
@@ -46,6 +46,7 @@ class SlideWorker:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="wsi-amf-prefetch")
         self._pending: dict[str, Future] = {}
         self._stop = threading.Event()
+        self._screening = threading.Event()  # set while screen() runs: the prefetch then reads at low priority
 
     def describe(self) -> dict[str, Any]:
         info = self.ensemble.info
@@ -66,8 +67,12 @@ class SlideWorker:
             kwargs["roi"] = job.roi
         try:
             resume.forget(self.out, job.stem)
-            result = screen(job.slide, job.points, points_options=self.points_options, model=self.ensemble,
-                            out=self.out, stem=job.stem, progress=False, **kwargs)
+            self._screening.set()
+            try:
+                result = screen(job.slide, job.points, points_options=self.points_options, model=self.ensemble,
+                                out=self.out, stem=job.stem, progress=False, **kwargs)
+            finally:
+                self._screening.clear()
             outputs = {kind: _relative(path, self.out) for kind, path in result.outputs.items()}
             resume.record(self.out, job.stem, fingerprint, outputs)
             summary = result.summary()
@@ -93,7 +98,7 @@ class SlideWorker:
             fill_cache(job.slide, job.points, patch_size=cfg.patch_size, patch_mpp=cfg.mpp,
                        points_options=self.points_options, cache_dir=self.options.get("cache_dir"),
                        mpp=self.options.get("mpp"), roi=job.roi or self.options.get("roi"),
-                       workers=int(self.options.get("workers", 4)), stop=self._stop)
+                       workers=int(self.options.get("workers", 4)), stop=self._stop, busy=self._screening.is_set)
         except Exception as exc:
             log.debug("prefetch of %s failed (%s); screen will report it", job.slide, exc)
 
