@@ -7,6 +7,7 @@ naming JSON values in such messages.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,30 @@ def load_json(text: str, *, where: str, error: type[WsiAmfError]) -> Any:
 def is_number(value: Any) -> bool:
     """A JSON number (not a boolean)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def json_float(value: Any) -> float:
+    """A JSON number as a float (an integer too large for a float becomes infinite)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def json_xy(value: Any) -> tuple[float, float] | None:
+    """The x and y of a JSON position ``[x, y, ...]`` (possibly infinite); None when it is not one."""
+    if not isinstance(value, list) or len(value) < 2 or not all(is_number(c) for c in value[:2]):
+        return None
+    return json_float(value[0]), json_float(value[1])
+
+
+def json_snippet(value: Any, limit: int = 40) -> str:
+    """A JSON value for a message, on one line and at most ``limit`` characters."""
+    try:
+        text = json.dumps(value, allow_nan=True)
+    except (TypeError, ValueError, RecursionError):
+        text = type(value).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def json_type(value: Any) -> str:

@@ -11,7 +11,6 @@ of breast mitotic counts).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections import Counter
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .errors import RoiError, one_line
-from .files import geojson_features, is_number, json_type, load_json, read_text
+from .files import geojson_features, json_snippet, json_type, json_xy, load_json, read_text
 
 log = logging.getLogger(__name__)
 BREAST_COUNT_AREA_MM2 = 2.0  # breast mitotic counts are reported per 2 mm²
@@ -157,7 +156,7 @@ def _collect(where: str, geometry: Any, polygons: list[Any], skipped: Counter[st
         skipped[str(kind)] += 1
         return
     if kind not in _POLYGONAL:
-        raise RoiError(f"{where}: geometry type {_short(kind)} is not a GeoJSON geometry")
+        raise RoiError(f"{where}: geometry type {json_snippet(kind)} is not a GeoJSON geometry")
     coordinates = geometry.get("coordinates")
     if not isinstance(coordinates, list):
         raise RoiError(f"{where}: the {kind}'s coordinates are {json_type(coordinates)}, expected a list")
@@ -197,20 +196,9 @@ def _polygon(where: str, rings: Any) -> Any:
 
 
 def _position(where: str, value: Any) -> tuple[float, float]:
-    if not (isinstance(value, list) and len(value) >= 2 and all(is_number(v) for v in value[:2])):
-        raise RoiError(f"{where}: a position is not [x, y] numbers ({_short(value)})")
-    try:
-        x, y = float(value[0]), float(value[1])
-    except OverflowError:
-        x = y = math.inf
-    if not (math.isfinite(x) and math.isfinite(y)):
-        raise RoiError(f"{where}: a position is not finite ({_short(value)})")
-    return x, y
-
-
-def _short(value: Any, limit: int = 40) -> str:
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError, RecursionError):
-        text = type(value).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    xy = json_xy(value)
+    if xy is None:
+        raise RoiError(f"{where}: a position is not [x, y] numbers ({json_snippet(value)})")
+    if not (math.isfinite(xy[0]) and math.isfinite(xy[1])):
+        raise RoiError(f"{where}: a position is not finite ({json_snippet(value)})")
+    return xy

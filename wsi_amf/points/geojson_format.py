@@ -15,10 +15,10 @@ import shapely
 from shapely.errors import ShapelyError
 
 from wsi_amf.errors import PointsError
-from wsi_amf.files import geojson_features
+from wsi_amf.files import geojson_features, json_type
 
 from . import gc_json
-from .json_values import json_type, list_of, optional_score, position, text_field
+from .json_values import list_of, optional_score, position, text_field
 from .model import SCORE_COLUMNS, Table, logger, one_line, quote, quoted_list
 
 _GEOMETRY_TYPES = frozenset(

@@ -3,22 +3,11 @@ raises `PointsError` whose message starts with `where` (the file and the place i
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 from wsi_amf.errors import PointsError
-from wsi_amf.files import is_number, json_type
-
-from .model import one_line, quote
-
-
-def to_float(value: Any) -> float:
-    """A JSON number as a float (an integer too large for a float becomes infinite)."""
-    try:
-        return float(value)
-    except OverflowError:
-        return math.inf if value > 0 else -math.inf
+from wsi_amf.files import is_number, json_float, json_snippet, json_type, json_xy
 
 
 def list_of(where: str, what: str, value: Any) -> list[Any]:
@@ -50,7 +39,7 @@ def optional_score(where: str, what: str, value: Any) -> float:
         return math.nan
     if not is_number(value):
         raise PointsError(f"{where}: {what} is {json_type(value)}, expected a number")
-    number = to_float(value)
+    number = json_float(value)
     if math.isinf(number):
         raise PointsError(f"{where}: {what} is not finite")
     return number
@@ -58,11 +47,12 @@ def optional_score(where: str, what: str, value: Any) -> float:
 
 def position(where: str, value: Any, *, unit: str = "level-0 pixels") -> tuple[float, float]:
     """[x, y] (a third coordinate, z, is ignored): finite, non-negative numbers."""
-    if not isinstance(value, list) or len(value) < 2 or not all(is_number(c) for c in value[:2]):
-        raise PointsError(f"{where}: coordinates are not [x, y] numbers ({one_line(_dump(value), 40)})")
-    x, y = to_float(value[0]), to_float(value[1])
+    xy = json_xy(value)
+    if xy is None:
+        raise PointsError(f"{where}: coordinates are not [x, y] numbers ({json_snippet(value)})")
+    x, y = xy
     if not (math.isfinite(x) and math.isfinite(y)):
-        raise PointsError(f"{where}: coordinates are not finite ({one_line(_dump(value), 40)})")
+        raise PointsError(f"{where}: coordinates are not finite ({json_snippet(value)})")
     if x < 0 or y < 0:
         raise PointsError(f"{where}: coordinates are negative ({x:g}, {y:g}); they are {unit} from the top-left")
     return x, y
@@ -73,10 +63,3 @@ def identifier(where: str, what: str, value: Any) -> int | str:
     if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     raise PointsError(f"{where}: {what} is {json_type(value)}, expected a number or a string")
-
-
-def _dump(value: Any) -> str:
-    try:
-        return json.dumps(value, allow_nan=True)
-    except (ValueError, TypeError, RecursionError):
-        return quote(repr(value))

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from wsi_amf.errors import PointsError
+from wsi_amf.files import is_number, json_float
 
-from .json_values import identifier, is_number, list_of, object_of, optional_score, text_field, to_float
+from .json_values import identifier, list_of, object_of, optional_score, text_field
 from .matching import choose_slide
 from .model import SlideContext, Table, logger, quote
 
@@ -96,7 +97,7 @@ def _centre(at: str, bbox: Any) -> tuple[float, float]:
     """The midpoint of `[x1, y1, x2, y2]`."""
     if not isinstance(bbox, list) or len(bbox) != 4 or not all(is_number(v) for v in bbox):
         raise PointsError(f"{at}: 'bbox' is not four numbers [x1, y1, x2, y2]")
-    x1, y1, x2, y2 = (to_float(v) for v in bbox)
+    x1, y1, x2, y2 = (json_float(v) for v in bbox)
     if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
         raise PointsError(f"{at}: 'bbox' is not finite")
     if x2 < x1 or y2 < y1:
