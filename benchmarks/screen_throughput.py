@@ -45,7 +45,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -152,9 +151,7 @@ def bench_read_tile_order(slide_path: Path, xy: np.ndarray, size: int, mpp: floa
     with Slide(slide_path, mpp=slide_mpp) as sl:
         c0, t0 = cpu_seconds(), time.perf_counter()
         order = sl.tile_order(xy)
-        with ThreadPoolExecutor(workers) as pool:
-            patches = sl.read_patches(xy[order], size=size, target_mpp=mpp, executor=pool if workers > 1 else None,
-                                      workers=workers)
+        patches = sl.read_patches(xy[order], size=size, target_mpp=mpp, workers=workers)
         secs, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     return patches, order, secs, cpu
 

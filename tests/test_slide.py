@@ -66,18 +66,6 @@ def test_threaded_reads_equal_sequential(slide025):
     np.testing.assert_array_equal(a, b)
 
 
-def _can_lower_priority() -> bool:
-    import threading
-
-    from wsi_amf.slide import lower_thread_priority
-
-    result: list[bool] = []
-    probe = threading.Thread(target=lambda: result.append(lower_thread_priority()))
-    probe.start()
-    probe.join()
-    return result[0]
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities are a Linux feature")
 @pytest.mark.parametrize("busy", [[], [True] * 10, [True]], ids=["model-waits", "model-busy", "busy-then-waits"])
 def test_patch_reader_gives_way_to_a_busy_model(slide025, busy):
@@ -87,7 +75,6 @@ def test_patch_reader_gives_way_to_a_busy_model(slide025, busy):
 
     xy = np.random.default_rng(1).uniform(0, 2048, size=(24, 2))
     seen: list[tuple[str, int]] = []
-    lowered = _can_lower_priority()
     answers = iter(busy)
     with Slide(slide025.path) as sl:
         expected = sl.read_patches(xy, size=128, target_mpp=0.25, workers=1)
@@ -102,7 +89,7 @@ def test_patch_reader_gives_way_to_a_busy_model(slide025, busy):
         with PatchReader(sl, workers=3, busy=lambda: next(answers, False)) as reader:
             got = reader.read(xy, size=128, target_mpp=0.25)
     np.testing.assert_array_equal(got, expected)
-    n_background = min(len(busy) * PatchReader.SLICE, len(xy)) if lowered else 0
+    n_background = min(len(busy) * PatchReader.SLICE, len(xy)) if reader.lowered else 0
     assert reader.background_reads == n_background
     assert seen[:n_background] == [("wsi-amf-read-bg", 19)] * n_background
     assert set(seen[n_background:]) <= {("wsi-amf-read", before)} and len(seen) == len(xy)

@@ -268,13 +268,14 @@ class PatchReader:
         self.background_reads = 0  # patches read by the low-priority thread (for tests and benchmarks)
         self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="wsi-amf-read")
         self._background = ThreadPoolExecutor(1, thread_name_prefix="wsi-amf-read-bg")
-        self._lowered = self._background.submit(lower_thread_priority).result()
+        #: whether the background thread runs at the lowest priority (if not, the pool reads everything)
+        self.lowered = self._background.submit(lower_thread_priority).result()
 
     def read(self, xy: np.ndarray, *, size: int, target_mpp: float) -> np.ndarray:
         """``uint8 [N, size, size, 3]`` for the level-0 points ``xy``, in the order given."""
         out = np.empty((len(xy), size, size, 3), dtype=np.uint8)
         done = 0
-        while done < len(xy) and self._lowered and self.busy():
+        while done < len(xy) and self.lowered and self.busy():
             part = slice(done, min(done + self.SLICE, len(xy)))
             self._background.submit(self.slide.read_patches, xy[part], size=size, target_mpp=target_mpp, workers=1,
                                     out=out[part]).result()

@@ -3,7 +3,8 @@
 A :class:`SlideWorker` loads the ensemble once. ``run(job, next_job=...)`` starts filling the patch cache for
 ``next_job`` in a background thread (slide reads only, no model: ``screen.fill_cache``), then screens ``job``
 (whose patches its own earlier prefetch has put in the cache). Reading and classifying thus overlap across
-slides; while a slide is screened, the prefetch reads at low priority (``slide.PatchReader``). The same class runs in the local executor and, as a Ray actor, on each node of a cluster.
+slides; while a slide is screened, the prefetch reads at low priority (``slide.PatchReader``). The same
+class runs in the local executor and, as a Ray actor, on each node of a cluster.
 A slide that fails gives a ``failed`` row; the worker goes on with the next.
 """
 
