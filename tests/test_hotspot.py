@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from wsi_amf import screen
 from wsi_amf.hotspot import densest_square, find_hotspot
-from wsi_amf.outputs import wilson_interval
+from wsi_amf.quantify import wilson_interval
 
 
 def brute_force(xy: np.ndarray, side: float) -> tuple[float, float, int]:
@@ -66,8 +66,8 @@ def test_find_hotspot_box_members_counts_and_interval() -> None:
     assert hs.n_amf == int(amf[hs.members].sum())
     j = hs.to_json()
     assert j["shape"] == "square" and j["area_mm2"] == 2.0 and j["side_um"] == pytest.approx(1414.214, abs=1e-3)
-    assert j["amf_ratio"] == pytest.approx(hs.n_amf / hs.n_mf)
-    assert j["amf_ratio_ci95"] == pytest.approx(list(wilson_interval(hs.n_amf, hs.n_mf)))
+    assert j["called_amf_ratio"] == pytest.approx(hs.n_amf / hs.n_mf)
+    assert j["called_amf_ratio_ci95"] == pytest.approx(list(wilson_interval(hs.n_amf, hs.n_mf)))
     assert j["n_nmf"] == hs.n_mf - hs.n_amf
 
 

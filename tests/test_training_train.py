@@ -114,6 +114,14 @@ def test_convnextv2_bundle_loads_and_predicts(cli_bundle: tuple[Path, Any]) -> N
     for value, sub in m["per_domain"]["domain"].items():
         assert shown[f"domain.domain.{value}.sensitivity"] == str(sub["sensitivity"])
     assert shown["overall.balanced_accuracy"] == str(m["balanced_accuracy"]) and shown["n"] == "16"
+    # What the ratio estimators need: the out-of-fold figures, their rates at the threshold, a calibration map.
+    q = cfg.quantification
+    assert q["figures"]["label"] == "".join("1" if v else "0" for v in y)
+    np.testing.assert_allclose(q["figures"]["score"], oof, atol=1e-5)
+    called = oof >= cfg.threshold
+    assert (q["rates"]["tp"], q["rates"]["fn"]) == (int((called & (y == 1)).sum()), int((~called & (y == 1)).sum()))
+    assert (q["rates"]["fp"], q["rates"]["tn"]) == (int((called & (y == 0)).sum()), int((~called & (y == 0)).sum()))
+    assert q["calibration"]["method"] in {"platt", "temperature", "isotonic"} and "stain" in q
     # Groups never straddle folds.
     fold_of = {}
     for r in rows:
@@ -234,6 +242,11 @@ def test_cli_evaluate(cli_bundle: tuple[Path, Any], data_csv: Path, tmp_path: Pa
     shown = report_values(tmp_path / "ev" / "report.html")
     assert shown["overall.specificity"] == str(m["specificity"]) and shown["n_atypical"] == "8"
     assert set(m["per_domain"]["domain"]) == {k.split(".")[2] for k in shown if k.startswith("domain.domain.")}
+    ratio = m["ratio"]["overall"]  # the true share and each estimator's estimate of it
+    assert ratio["true_share"] == 0.5 and ratio["n"] == 16 and set(ratio["estimators"]) == {"cc", "acc", "pcc", "pacc", "em"}
+    for r in ratio["estimators"].values():
+        assert r["error"] == pytest.approx(r["estimate"] - 0.5) and r["ci95"][0] <= r["estimate"] <= r["ci95"][1]
+    assert set(m["ratio"]["per_domain"]["domain"]) == {"A", "B"}
     aucs = load_bundle(bundle).config.metrics["per_fold_roc_auc"]  # per fold: the bundle's own cross-validation
     assert [shown[f"bundle_fold.{k + 1}.roc_auc"] for k in range(len(aucs))] == ["" if a is None else str(a) for a in aucs]
 

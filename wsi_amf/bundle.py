@@ -40,6 +40,9 @@ class BundleConfig:
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
     provenance: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, Any] = field(default_factory=dict)
+    # What the per-slide ratio estimators need (``quantify.Reference``): calibration map, out-of-fold figures,
+    # stain range. Empty for a bundle trained before them: it screens with the uncorrected share of calls.
+    quantification: Mapping[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -72,6 +75,7 @@ class BundleConfig:
                 model_kwargs=_object(data, "model_kwargs"),
                 provenance=_object(data, "provenance"),
                 metrics=_object(data, "metrics"),
+                quantification=_object(data, "quantification"),
             )
         except KeyError as exc:
             raise BundleError(f"model bundle {source}: {BUNDLE_FILE} lacks the key {exc.args[0]!r}") from None

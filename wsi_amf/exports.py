@@ -2,8 +2,8 @@
 
 - ``gc-json``: grand-challenge "Multiple points" JSON, ``<stem>.gc.json``: one point per classified candidate,
   ``point`` = ``[x_mm, y_mm, 0]`` with mm = level-0 px * mpp / 1000 (the slide's resolution), ``probability`` =
-  P(atypical), ``name`` = ``atypical mitotic figure`` when P(atypical) >= the threshold, else
-  ``normal mitotic figure`` (keep both; filter on ``probability``).
+  the calibrated P(atypical), ``name`` = ``atypical mitotic figure`` when the candidate is called atypical
+  (its ensemble score >= the threshold), else ``normal mitotic figure`` (keep both; filter on ``probability``).
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ def gc_json_text(result: ScreenResult) -> str:
     """The classified candidates as a grand-challenge "Multiple points" document (millimetres)."""
     mm_per_px = result.slide_mpp / 1000.0
     points = []
+    p_cal, atypical = result.p_calibrated, result.atypical
     for i in np.flatnonzero(result.classified):
         x, y = (float(v) * mm_per_px for v in result.points.xy[i])
         points.append({
-            "name": GC_ATYPICAL if result.atypical[i] else GC_NORMAL,
+            "name": GC_ATYPICAL if atypical[i] else GC_NORMAL,
             "point": [x, y, 0],
-            "probability": float(result.p_atypical[i]),
+            "probability": float(p_cal[i]),
         })
     doc = {"name": "Points of interest", "type": "Multiple points", "points": points, "version": {"major": 1, "minor": 0}}
     return json.dumps(doc, allow_nan=False) + "\n"

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .outputs import wilson_interval
+from .quantify import wilson_interval
 
 FIELD_AREA_MM2 = 2.0
 FIELD_SHAPE = "square"
@@ -48,6 +48,7 @@ class Hotspot:
 
     @property
     def amf_ratio(self) -> float | None:
+        """The share of *calls* (``n_amf`` counts candidates called atypical)."""
         return self.n_amf / self.n_mf if self.n_mf else None
 
     def to_json(self) -> dict[str, Any]:
@@ -61,8 +62,8 @@ class Hotspot:
             "n_mf": self.n_mf,
             "n_amf": self.n_amf,
             "n_nmf": self.n_mf - self.n_amf,
-            "amf_ratio": self.amf_ratio,
-            "amf_ratio_ci95": list(ci) if ci else None,
+            "called_amf_ratio": self.amf_ratio,
+            "called_amf_ratio_ci95": list(ci) if ci else None,
         }
 
 

@@ -19,9 +19,12 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import numpy as np
 
-from .roi import roi_summary
+from .hotspot import find_hotspot
+from .quantify import wilson_interval
+from .roi import BREAST_COUNT_AREA_MM2, roi_summary
 
 if TYPE_CHECKING:
+    from .quantify import ShareEstimate
     from .screen import ScreenResult
 
 AMF_CLASS = "Atypical mitotic figure"
@@ -63,17 +66,6 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         fh.write(text)
 
 
-def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float] | None:
-    """Wilson score interval for a binomial proportion k/n (None when n == 0)."""
-    if n <= 0:
-        return None
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
 def _finite(value: float) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
@@ -83,7 +75,7 @@ def feature_id(stem: str, x: float, y: float) -> str:
     return str(uuid.uuid5(_UUID_NAMESPACE, f"{stem}:{x!r}:{y!r}"))
 
 
-_OWN_COLUMNS = ("x", "y", "p_atypical", "label", "status")
+_OWN_COLUMNS = ("x", "y", "p_atypical", "label", "status", "model_score")
 
 
 def carried_columns(result: ScreenResult) -> list[str]:
@@ -98,10 +90,11 @@ def geojson_text(result: ScreenResult) -> str:
     pts = result.points
     carried = carried_columns(result)
     features = []
+    atypical_calls, p_cal = result.atypical, result.p_calibrated
     for i in np.flatnonzero(result.classified):
         x, y = (float(v) for v in pts.xy[i])
-        atypical = bool(result.atypical[i])
-        measurements = {"AMF probability": float(result.p_atypical[i])}
+        atypical = bool(atypical_calls[i])
+        measurements = {"AMF probability": float(p_cal[i])}
         if pts.score is not None and _finite(pts.score[i]) is not None:
             measurements[f"Detector {pts.score_name or 'score'}"] = float(pts.score[i])
         properties: dict[str, Any] = {
@@ -121,7 +114,8 @@ def geojson_text(result: ScreenResult) -> str:
 
 
 def table_text(result: ScreenResult) -> str:
-    """One row per candidate: position, P(atypical), label, status, then the carried-through input columns."""
+    """One row per candidate: position, calibrated P(atypical), label (the call), status, the ensemble's own
+    score (what the threshold applies to), then the carried-through input columns."""
     pts = result.points
     carried = carried_columns(result)
     header = list(_OWN_COLUMNS)
@@ -131,14 +125,16 @@ def table_text(result: ScreenResult) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
+    classified, atypical, p_cal, score = result.classified, result.atypical, result.p_calibrated, result.p_atypical
     for i in range(len(pts)):
-        ok = bool(result.classified[i])
+        ok = bool(classified[i])
         row: list[Any] = [
             _num(pts.xy[i, 0]),
             _num(pts.xy[i, 1]),
-            f"{result.p_atypical[i]:.6f}" if ok else "",
-            ("atypical" if result.atypical[i] else "normal") if ok else "",
+            f"{p_cal[i]:.6f}" if ok else "",
+            ("atypical" if atypical[i] else "normal") if ok else "",
             result.status[i],
+            f"{score[i]:.6f}" if ok else "",
         ]
         if pts.score is not None:
             row.append(_num(pts.score[i]))
@@ -153,13 +149,16 @@ def _num(v: float) -> str:
 
 
 def summary_dict(result: ScreenResult) -> dict[str, Any]:
-    from .hotspot import find_hotspot
-
     n_amf, n_nmf, n_cls = result.n_atypical, result.n_normal, result.n_classified
-    ci = wilson_interval(n_amf, n_cls)
+    called_ci = wilson_interval(n_amf, n_cls)
     ok = result.classified
+    est = result.estimate()
     hotspot = find_hotspot(result.points.xy[ok], result.atypical[ok], mpp=result.slide_mpp, dimensions=result.dimensions)
-    return {
+    hotspot_json = None
+    if hotspot is not None:
+        hotspot_json = {**hotspot.to_json(), **_estimate_keys(result.estimate(hotspot.members), "n_amf")}
+    ref = result.reference
+    summary = {
         "slide": str(result.slide_path),
         "points": str(result.points.source) if result.points.source else None,
         "mpp": result.slide_mpp,
@@ -174,23 +173,70 @@ def summary_dict(result: ScreenResult) -> dict[str, Any]:
         "n_filtered": result.points.n_filtered,
         "n_atypical": n_amf,
         "n_normal": n_nmf,
-        "amf_ratio": (n_amf / n_cls) if n_cls else None,
-        "amf_ratio_ci95": list(ci) if ci else None,
-        "atypical_to_normal_ratio": (n_amf / n_nmf) if n_nmf else None,
-        "hotspot": hotspot.to_json() if hotspot is not None else None,
+        "called_amf_ratio": (n_amf / n_cls) if n_cls else None,
+        "called_amf_ratio_ci95": list(called_ci) if called_ci else None,
+        "called_atypical_to_normal_ratio": (n_amf / n_nmf) if n_nmf else None,
+        **_estimate_keys(est, "n_atypical"),
+        "ratio_corrected": est.corrected,
+        "calibration": ref.calibration.method if ref is not None else None,
+        "stain": {"slide": result.slide_stain,
+                  "training_range": result.stain_range.to_json() if result.stain_range is not None else None},
+        "domain_warning": result.domain_warning,
+        "ratio_warning": _ratio_warning(result),
+        "hotspot": hotspot_json,
         "threshold": result.threshold,
+        "threshold_calibrated": float(ref.calibration.apply(result.threshold)) if ref is not None else result.threshold,
         "tta": result.engine["tta"],
         "model": result.model,
         "engine": result.engine,
         "cache": {"path": str(result.cache_path), "patches_read_from_slide": result.n_read, "patches_from_cache": result.n_cached},
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
-        "roi": roi_summary(result.roi, mpp=result.slide_mpp, n_mf=n_cls, n_amf=n_amf) if result.roi else None,
+        "roi": None,
+        "score_histogram": result.histogram().to_json(),
     }
+    if result.roi:
+        summary["roi"] = {**roi_summary(result.roi, mpp=result.slide_mpp, n_mf=n_cls, n_amf=n_amf),
+                          **_roi_estimate(est, result.roi.area_mm2(result.slide_mpp))}
+    return summary
+
+
+def _ratio_warning(result: ScreenResult) -> str | None:
+    """Why the share of calls cannot come from figures like the reference's: its Wilson interval lies wholly
+    above the reference's TPR or below its FPR (the estimate is then clipped to 1 or 0)."""
+    ref, n, k = result.reference, result.n_classified, result.n_atypical
+    if ref is None or n == 0:
+        return None
+    rates = ref.rates(result.threshold)
+    lo, hi = wilson_interval(k, n) or (0.0, 1.0)
+    if lo > rates["tpr"]:
+        side = f"above the reference's true-positive rate {rates['tpr']:.3f}, the most an all-atypical slide would give"
+    elif hi < rates["fpr"]:
+        side = f"below the reference's false-positive rate {rates['fpr']:.3f}, the least an all-normal slide would give"
+    else:
+        return None
+    return (f"the share of calls {k / n:.3f} ({k} of {n}) is {side}: these candidates are unlike the training figures "
+            f"(not mitotic figures? another domain?) and the estimated ratio, clipped, is not to be trusted")
+
+
+def _estimate_keys(est: ShareEstimate, count_key: str) -> dict[str, Any]:
+    """``amf_ratio`` (+ interval, method), ``estimated_<count_key>`` and the atypical:normal ratio (+ interval)."""
+    keys = est.to_json()
+    keys[f"estimated_{count_key}"] = keys.pop("estimated_n_atypical")
+    return keys
+
+
+def _roi_estimate(est: ShareEstimate, area_mm2: float) -> dict[str, Any]:
+    n = est.estimated_n_atypical
+    ci = est.ci95
+    per2 = BREAST_COUNT_AREA_MM2 / area_mm2
+    return {**_estimate_keys(est, "n_amf"),
+            "estimated_amf_per_2mm2": None if n is None else n * per2,
+            "estimated_amf_per_2mm2_ci95": None if ci is None else [ci[0] * est.n * per2, ci[1] * est.n * per2]}
 
 
 def write_outputs(result: ScreenResult, out_dir: str | Path, *, export: Iterable[str] = ()) -> dict[str, Path]:
     """Write ``<stem>.geojson``, ``<stem>.csv``, ``<stem>.summary.json`` and the ``export`` files into ``out_dir``."""
-    from .exports import export_files
+    from .exports import export_files  # exports renders the same result: it imports this module
 
     out = Path(out_dir)
     # Render everything first, so that a failure leaves no file behind.

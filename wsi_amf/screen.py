@@ -28,8 +28,10 @@ from .errors import OptionError, PointsError
 from .exports import check_exports
 from .outputs import write_outputs
 from .points import Points, PointsOptions, SlideContext
+from .quantify import Reference, ScoreHistogram, ShareEstimate, estimate, load_reference
 from .roi import Roi, read_roi
 from .slide import PatchReader, Slide, check_mpp_option
+from .stain import StainRange, patch_stain, slide_stain
 
 log = logging.getLogger(__name__)
 _DONE = object()
@@ -45,7 +47,7 @@ class ScreenResult:
     dimensions: tuple[int, int]
     points: Points
     status: np.ndarray  # str per candidate: "ok" | "outside_slide" | "outside_roi"
-    p_atypical: np.ndarray  # float64 per candidate, NaN when skipped
+    p_atypical: np.ndarray  # the ensemble's score per candidate (uncalibrated; calls are score >= threshold), NaN when skipped
     threshold: float
     model: dict[str, Any]
     engine: dict[str, Any]
@@ -56,18 +58,59 @@ class ScreenResult:
     outputs: dict[str, Path] = field(default_factory=dict)
     roi: Roi | None = None  # the region of interest, clipped to the slide
     output_stem: str | None = None  # names the output files; None: the slide's file stem
+    reference: Reference | None = None  # the bundle's calibration and out-of-fold figures (None: uncorrected ratios)
+    stain: np.ndarray | None = None  # [n, 2] mean H and E of each classified patch's centre (NaN otherwise)
+    stain_range: StainRange | None = None  # the training slides' range of median H and E
 
     @property
     def stem(self) -> str:
         return self.output_stem or self.slide_path.stem
 
-    @property
+    # Arrays computed once: the outputs index them per candidate.
+    @cached_property
     def classified(self) -> np.ndarray:
         return self.status == "ok"
 
-    @property
+    @cached_property
     def atypical(self) -> np.ndarray:
         return self.classified & (np.nan_to_num(self.p_atypical, nan=-1.0) >= self.threshold)
+
+    @cached_property
+    def p_calibrated(self) -> np.ndarray:
+        """Calibrated P(atypical) per candidate (the score itself for a bundle without calibration)."""
+        return self.p_atypical.copy() if self.reference is None else self.reference.calibration.apply(self.p_atypical)
+
+    @cached_property
+    def slide_stain(self) -> dict[str, float] | None:
+        return None if self.stain is None else slide_stain(self.stain[self.classified])
+
+    @cached_property
+    def domain_warning(self) -> str | None:
+        """Why the slide looks unlike the training data (None when it does not, or nothing tells)."""
+        if self.stain_range is None:
+            return None
+        outside = self.stain_range.outside(self.slide_stain)
+        if not outside:
+            return None
+        where = "; ".join(f"{k} {self.slide_stain[k]:.3f} outside [{self.stain_range.low[k]:.3f}, "
+                          f"{self.stain_range.high[k]:.3f}]" for k in outside)
+        return (f"the slide's stain is outside the range of the {self.stain_range.n_slides} training slides ({where}): "
+                f"calls and ratios may be off; the ratio's interval allows for a slide-level shift")
+
+    def histogram(self, members: np.ndarray | None = None) -> ScoreHistogram:
+        """The scores of the classified candidates (or of those at ``members``, indices into them)."""
+        scores = self.p_atypical[self.classified]
+        return ScoreHistogram.of(scores if members is None else scores[members], self.threshold)
+
+    def estimate(self, members: np.ndarray | None = None) -> ShareEstimate:
+        """The estimated share of atypical figures among the classified candidates (or ``members`` of them)."""
+        if members is None:
+            return self._slide_estimate
+        return estimate(self.histogram(members), self.reference, unlike=self.domain_warning is not None)
+
+    @cached_property
+    def _slide_estimate(self) -> ShareEstimate:
+        return estimate(self.histogram(), self.reference, unlike=self.domain_warning is not None)
 
     @property
     def n_classified(self) -> int:
@@ -75,6 +118,7 @@ class ScreenResult:
 
     @property
     def n_atypical(self) -> int:
+        """Candidates *called* atypical (score >= threshold): the GeoJSON's atypical detections."""
         return int(self.atypical.sum())
 
     @property
@@ -83,7 +127,8 @@ class ScreenResult:
 
     @property
     def amf_ratio(self) -> float | None:
-        return self.n_atypical / self.n_classified if self.n_classified else None
+        """The estimated share of atypical figures among the classified candidates (see :meth:`estimate`)."""
+        return self.estimate().share
 
     @cached_property
     def _summary(self) -> dict[str, Any]:  # computed once: the hotspot search grows with the candidates
@@ -140,16 +185,19 @@ def screen(
         pts, status, order, region = _candidates(sl, points, points_options, roi)
         ensemble = open_ensemble(model, device=device, engine=engine, tta=tta)
         cfg = ensemble.bundle.config
+        reference, stain_range = _quantification(ensemble.bundle)
         thr = cfg.threshold if threshold is None else float(threshold)
         with open_cache(cache_dir, sl.path, sl.identity(), size=cfg.patch_size, mpp=cfg.mpp) as cache:
             cache_idx = np.full(len(pts), -1, dtype=np.int64)
             cache_idx[order] = cache.locate(pts.xy[order])
             timings["prepare"] = time.perf_counter() - t0
-            probs, n_read, n_cached, t_read = _classify(sl, cache, np.unique(cache_idx[order]), ensemble,
-                                                        batch_size=batch_size, workers=workers, progress=progress)
+            probs, stains, n_read, n_cached, t_read = _classify(sl, cache, np.unique(cache_idx[order]), ensemble,
+                                                                batch_size=batch_size, workers=workers, progress=progress)
             cache_path = cache.path
         p = np.full(len(pts), np.nan)
         p[order] = probs[cache_idx[order]] if len(order) else []
+        st = np.full((len(pts), 2), np.nan)
+        st[order] = stains[cache_idx[order]] if len(order) else np.empty((0, 2))
         timings["read"] = t_read
         timings["total"] = time.perf_counter() - t0
         info = ensemble.info
@@ -160,7 +208,7 @@ def screen(
             engine={"device": info.device, "engine": info.engine, "tta": info.tta, "autocast": info.autocast_dtype,
                     "batch_size": batch_size},
             cache_path=cache_path, n_read=n_read, n_cached=n_cached, timings=timings, roi=region,
-            output_stem=stem,
+            output_stem=stem, reference=reference, stain=st, stain_range=stain_range,
         )
     if out is not None:
         outputs = write_outputs(result, out, export=export)
@@ -170,6 +218,28 @@ def screen(
             outputs["report"] = slide_report(outputs["summary"])
         result.outputs.update(outputs)  # the same result: its summary is not computed again
     return result
+
+
+_warned_uncorrected: set[str] = set()
+
+
+def _quantification(bundle: ModelBundle) -> tuple[Reference | None, StainRange | None]:
+    """The bundle's reference figures and stain range; a bundle without them warns once per process."""
+    block = bundle.config.quantification
+    reference = load_reference(block, source=str(bundle.path))
+    if reference is None:
+        if str(bundle.path) not in _warned_uncorrected:
+            _warned_uncorrected.add(str(bundle.path))
+            log.warning("model bundle %s records no calibration (trained before wsi-amf 0.2?): AMF ratios are the "
+                        "uncorrected share of calls; add it with `wsi-amf calibrate %s TRAINING_DATA`", bundle.path, bundle.path)
+        return None, None
+    try:
+        stain_range = StainRange.from_json(block["stain"]) if block.get("stain") else None
+    except (KeyError, TypeError, ValueError) as exc:
+        from .errors import BundleError
+
+        raise BundleError(f"model bundle {bundle.path}: bundle.json's quantification.stain is damaged ({exc})") from None
+    return reference, stain_range
 
 
 def check_options(*, batch_size: int = 64, threshold: float | None = None, mpp: float | None = None) -> None:
@@ -262,12 +332,14 @@ def _check_points_on_slide(pts: Points, slide: Slide, inside: np.ndarray) -> Non
 def _classify(
     slide: Slide, cache: PatchCache, needed: np.ndarray, ensemble: Ensemble, *, batch_size: int, workers: int, progress: bool
 ) -> tuple[np.ndarray, int, int, float]:
-    """P(atypical) for every needed cache index (array indexed by cache index); counts read / cached."""
+    """P(atypical) and the patch stain statistics (``stain.patch_stain``) for every needed cache index (arrays
+    indexed by cache index); counts read / cached."""
     from tqdm.auto import tqdm
 
     probs = np.full(len(cache), np.nan)
+    stains = np.full((len(cache), 2), np.nan)
     if len(needed) == 0:
-        return probs, 0, 0, 0.0
+        return probs, stains, 0, 0, 0.0
     n_missing = int((~cache.filled[needed]).sum())
     stats = {"read": 0, "cached": 0, "t_read": 0.0}
     q: queue.Queue = queue.Queue(maxsize=max(2, 2 * batch_size // CHUNK + 1))
@@ -304,9 +376,9 @@ def _classify(
             pend.append(patches)
             n_pend += len(idx)
             while n_pend >= batch_size:
-                n_pend = _run_batch(ensemble, pend_idx, pend, batch_size, probs, bar_cls)
+                n_pend = _run_batch(ensemble, pend_idx, pend, batch_size, probs, stains, bar_cls)
         while n_pend:
-            n_pend = _run_batch(ensemble, pend_idx, pend, batch_size, probs, bar_cls)
+            n_pend = _run_batch(ensemble, pend_idx, pend, batch_size, probs, stains, bar_cls)
     finally:
         stop.set()
         while reader.is_alive():  # unblock a producer waiting on a full queue
@@ -316,14 +388,16 @@ def _classify(
                 reader.join(0.05)
         bar_read.close()
         bar_cls.close()
-    return probs, stats["read"], stats["cached"], stats["t_read"]
+    return probs, stains, stats["read"], stats["cached"], stats["t_read"]
 
 
-def _run_batch(ensemble: Ensemble, pend_idx: list, pend: list, batch_size: int, probs: np.ndarray, bar) -> int:  # noqa: ANN001
+def _run_batch(ensemble: Ensemble, pend_idx: list, pend: list, batch_size: int, probs: np.ndarray,  # noqa: ANN001
+               stains: np.ndarray, bar) -> int:  # noqa: ANN001
     idx = np.concatenate(pend_idx)
     patches = np.concatenate(pend) if len(pend) > 1 else pend[0]
     take = min(batch_size, len(idx))
     probs[idx[:take]] = ensemble.predict(patches[:take])
+    stains[idx[:take]] = patch_stain(patches[:take])
     bar.update(take)
     pend_idx.clear()
     pend.clear()

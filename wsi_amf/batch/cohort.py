@@ -3,12 +3,18 @@
 The contract (read by the cohort report)::
 
     {"version": 1, "created", "model", "options", "n_slides", "n_ok", "n_failed", "n_skipped",
+     "pooled": {"n_slides", "n_classified", "n_atypical", "called_amf_ratio", "amf_ratio", "amf_ratio_ci95",
+                "amf_ratio_method", "estimated_n_atypical", "atypical_to_normal_ratio", "atypical_to_normal_ratio_ci95"},
      "slides": [{"slide", "stem", "points", "roi", "status": "ok" | "failed" | "skipped", "error",
-                 "n_candidates", "n_classified", "n_atypical", "n_normal", "amf_ratio", "amf_ratio_ci95",
-                 "atypical_to_normal_ratio", "summary", "geojson", "csv", "report", "seconds"}]}
+                 "n_candidates", "n_classified", "n_atypical", "n_normal", "called_amf_ratio",
+                 "amf_ratio", "amf_ratio_ci95", "amf_ratio_method", "estimated_n_atypical",
+                 "atypical_to_normal_ratio", "atypical_to_normal_ratio_ci95", "domain_warning", "ratio_warning",
+                 "summary", "geojson", "csv", "report", "seconds"}]}
 
-Paths of per-slide outputs are relative to OUT. The CSV has the same rows, the interval as
-``amf_ratio_ci95_low`` / ``amf_ratio_ci95_high``.
+``n_atypical`` / ``n_normal`` count the calls; ``amf_ratio`` is the estimated share of atypical figures
+(``wsi_amf.quantify``). The pooled entry treats every slide with a summary as one set of candidates (their
+score histograms added), estimated like a slide. Paths of per-slide outputs are relative to OUT. The CSV has
+the same rows, each interval as ``<key>_low`` / ``<key>_high``.
 """
 
 from __future__ import annotations
@@ -21,16 +27,19 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..outputs import atomic_write_text
+from ..quantify import Reference, ScoreHistogram, estimate, pool, wilson_interval
 from .jobs import SlideJob
 
 VERSION = 1
 STATUSES = ("ok", "failed", "skipped")
-COUNTS = ("n_candidates", "n_classified", "n_atypical", "n_normal", "amf_ratio", "amf_ratio_ci95",
-          "atypical_to_normal_ratio")
+COUNTS = ("n_candidates", "n_classified", "n_atypical", "n_normal", "called_amf_ratio", "amf_ratio", "amf_ratio_ci95",
+          "amf_ratio_method", "estimated_n_atypical", "atypical_to_normal_ratio", "atypical_to_normal_ratio_ci95",
+          "domain_warning", "ratio_warning")
+INTERVALS = ("amf_ratio_ci95", "atypical_to_normal_ratio_ci95")
 OUTPUT_KINDS = ("summary", "geojson", "csv", "report")
 ROW_KEYS = ("slide", "stem", "points", "roi", "status", "error", *COUNTS, *OUTPUT_KINDS, "seconds")
-CSV_COLUMNS = tuple(c for k in ROW_KEYS for c in (("amf_ratio_ci95_low", "amf_ratio_ci95_high")
-                                                  if k == "amf_ratio_ci95" else (k,)))
+CSV_COLUMNS = tuple(c for k in ROW_KEYS for c in ((f"{k}_low", f"{k}_high") if k in INTERVALS else (k,)))
+HISTOGRAM = "_histogram"  # a row's score histogram (for the pooled ratio; not written)
 
 
 def slide_row(job: SlideJob, *, status: str, error: str | None = None, summary: Mapping[str, Any] | None = None,
@@ -49,7 +58,24 @@ def slide_row(job: SlideJob, *, status: str, error: str | None = None, summary: 
     row.update({k: summary.get(k) for k in COUNTS})
     row.update({k: outputs.get(k) for k in OUTPUT_KINDS})
     row["seconds"] = None if seconds is None else round(float(seconds), 3)
+    if summary.get("score_histogram"):
+        row[HISTOGRAM] = ScoreHistogram.from_json(summary["score_histogram"])
     return row
+
+
+def pooled_entry(rows: Sequence[Mapping[str, Any]], reference: Reference | None) -> dict[str, Any]:
+    """The cohort's pooled ratio: every slide with a summary as one set of candidates."""
+    with_hist = [r for r in rows if r.get(HISTOGRAM) is not None]
+    hist = pool([r[HISTOGRAM] for r in with_hist])
+    n_cls = sum(int(r.get("n_classified") or 0) for r in with_hist)
+    n_amf = sum(int(r.get("n_atypical") or 0) for r in with_hist)
+    entry: dict[str, Any] = {"n_slides": len(with_hist), "n_classified": n_cls, "n_atypical": n_amf,
+                             "called_amf_ratio": n_amf / n_cls if n_cls else None,
+                             "called_amf_ratio_ci95": list(wilson_interval(n_amf, n_cls) or ()) or None}
+    if hist is None:
+        return {**entry, "amf_ratio": None, "amf_ratio_ci95": None, "amf_ratio_method": None}
+    unlike = any(r.get("domain_warning") for r in with_hist)
+    return {**entry, **estimate(hist, reference, unlike=unlike).to_json()}
 
 
 def read_summary(out: Path, outputs: Mapping[str, str]) -> dict[str, Any]:
@@ -57,11 +83,12 @@ def read_summary(out: Path, outputs: Mapping[str, str]) -> dict[str, Any]:
 
 
 def cohort_dict(rows: Sequence[Mapping[str, Any]], *, created: str, model: Mapping[str, Any],
-                options: Mapping[str, Any]) -> dict[str, Any]:
+                options: Mapping[str, Any], reference: Reference | None = None) -> dict[str, Any]:
     n = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
     return {"version": VERSION, "created": created, "model": dict(model), "options": dict(options),
             "n_slides": len(rows), "n_ok": n["ok"], "n_failed": n["failed"], "n_skipped": n["skipped"],
-            "slides": [{k: r[k] for k in ROW_KEYS} for r in rows]}
+            "pooled": pooled_entry(rows, reference),
+            "slides": [{k: r.get(k) for k in ROW_KEYS} for r in rows]}
 
 
 def cohort_csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -69,17 +96,18 @@ def cohort_csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for r in rows:
-        ci = r["amf_ratio_ci95"] or (None, None)
-        flat = {**r, "amf_ratio_ci95_low": ci[0], "amf_ratio_ci95_high": ci[1]}
-        writer.writerow(["" if flat[c] is None else flat[c] for c in CSV_COLUMNS])
+        flat = dict(r)
+        for k in INTERVALS:
+            flat[f"{k}_low"], flat[f"{k}_high"] = r.get(k) or (None, None)
+        writer.writerow(["" if flat.get(c) is None else flat[c] for c in CSV_COLUMNS])
     return buf.getvalue()
 
 
 def write_cohort(out: Path, rows: Sequence[Mapping[str, Any]], *, created: str, model: Mapping[str, Any],
-                 options: Mapping[str, Any]) -> dict[str, Path]:
+                 options: Mapping[str, Any], reference: Reference | None = None) -> dict[str, Path]:
     """Write ``cohort.json`` and ``cohort.csv`` atomically (each is whole, before or after, at any moment)."""
     paths = {"json": out / "cohort.json", "csv": out / "cohort.csv"}
-    data = cohort_dict(rows, created=created, model=model, options=options)
+    data = cohort_dict(rows, created=created, model=model, options=options, reference=reference)
     atomic_write_text(paths["json"], json.dumps(data, indent=2, allow_nan=False) + "\n")
     atomic_write_text(paths["csv"], cohort_csv_text(rows))
     return paths

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from ..bundle import ModelBundle, load_bundle
 from ..errors import OptionError, SlideError
 from ..points import PointsOptions
+from ..quantify import load_reference
 from . import resume
 from .cohort import jsonable, read_summary, slide_row, write_cohort
 from .jobs import DEFAULT_POINTS_PATTERNS, SLIDE_SUFFIXES, SlideJob, folder_jobs, manifest_jobs
@@ -113,10 +114,11 @@ def screen_batch(
     recorded = jsonable({**options, "executor": executor, "prefetch": prefetch, "force": force})
 
     rows, todo = _triage(jobs, out, model_digest=model_digest, options=options, force=force)
+    reference = load_reference(bundle.config.quantification, source=str(bundle.path))
 
     def table() -> dict[str, Path]:
         ordered = [rows[j.stem] for j in jobs if j.stem in rows]
-        return write_cohort(out, ordered, created=started, model=describe, options=recorded)
+        return write_cohort(out, ordered, created=started, model=describe, options=recorded, reference=reference)
 
     from tqdm.auto import tqdm
 

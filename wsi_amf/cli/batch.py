@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .options import handle_errors, is_quiet, screening_options
+from .options import handle_errors, is_quiet, ratio_text, screening_options
 
 if TYPE_CHECKING:
     from ..points import PointsOptions
@@ -17,9 +17,8 @@ if TYPE_CHECKING:
 def _fmt_row(row: dict[str, Any]) -> str:
     if row["status"] != "ok":
         return f"{row['stem']}: {row['status']}: {row['error']}"
-    ratio = "n/a" if row["amf_ratio"] is None else f"{row['amf_ratio']:.3f}"
     return (f"{row['stem']}: {row['n_classified']} of {row['n_candidates']} candidates classified, "
-            f"{row['n_atypical']} atypical; AMF ratio {ratio} ({row['seconds']:.1f} s)")
+            f"{row['n_atypical']} called atypical; {ratio_text(row)} ({row['seconds']:.1f} s)")
 
 
 @click.command("batch")

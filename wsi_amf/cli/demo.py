@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import device_option, handle_errors, is_quiet, model_option
+from .options import device_option, handle_errors, is_quiet, model_option, ratio_text
 
 
 @click.command("demo")
@@ -25,13 +25,12 @@ def demo_cmd(ctx: click.Context, out: Path, model: str | None, device: str) -> N
     demo = run_demo(out, model=model, device=device, progress=not quiet)
     r = demo.result
     s = r.summary()
-    ratio = "n/a" if s["amf_ratio"] is None else f"{s['amf_ratio']:.3f}"
     click.echo("")
     click.echo("This slide is SYNTHETIC: its counts show the tool working, not the model's accuracy.")
     click.echo(f"Model: {s['model']['name']} ({s['model']['members']} x {s['model']['architecture']}), "
                f"engine {s['engine']['engine']} on {s['engine']['device']}")
-    click.echo(f"{s['n_classified']} candidates classified: {s['n_atypical']} atypical, {s['n_normal']} normal, "
-               f"AMF ratio {ratio}")
+    click.echo(f"{s['n_classified']} candidates classified: {s['n_atypical']} called atypical, {s['n_normal']} normal; "
+               f"{ratio_text(s)}")
     click.echo(f"  slide    {demo.slide}")
     click.echo(f"  points   {demo.points}")
     for kind, path in r.outputs.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 import click
 
@@ -171,3 +171,16 @@ def handle_errors(f: F) -> F:
 def configure_logging(verbose: int, quiet: int) -> None:
     level = logging.WARNING - 10 * verbose + 10 * quiet
     logging.basicConfig(level=max(logging.DEBUG, level), format="%(levelname)s: %(message)s", force=True)
+
+
+def ratio_text(d: Mapping[str, Any]) -> str:
+    """A summary's (or cohort row's) ratio in words: the estimate with its interval, then the calls."""
+    est = d.get("amf_ratio")
+    if est is None:
+        return "AMF ratio n/a"
+    ci = d.get("amf_ratio_ci95")
+    ci_text = f", 95% CI {ci[0]:.3f}-{ci[1]:.3f}" if ci else ""
+    method = str(d.get("amf_ratio_method") or "")
+    called = d.get("called_amf_ratio")
+    called_text = "" if called is None or method.startswith("cc") else f"; share of calls {called:.3f}"
+    return f"estimated AMF ratio {est:.3f} ({method}{ci_text}){called_text}"

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .options import handle_errors, is_quiet, screening_options
+from .options import handle_errors, is_quiet, ratio_text, screening_options
 
 if TYPE_CHECKING:
     from ..points import PointsOptions
@@ -33,10 +33,11 @@ def screen_cmd(ctx: click.Context, slide: Path, points_path: Path, out: Path, po
     if quiet:
         return
     s = result.summary()
-    ratio = "n/a" if s["amf_ratio"] is None else f"{s['amf_ratio']:.3f}"
-    ci = "" if s["amf_ratio_ci95"] is None else " (95% CI {:.3f}-{:.3f})".format(*s["amf_ratio_ci95"])
     click.echo(f"{result.slide_path.name}: {s['n_classified']} of {s['n_candidates']} candidates classified, "
-               f"{s['n_atypical']} atypical, {s['n_normal']} normal; AMF ratio {ratio}{ci}")
+               f"{s['n_atypical']} called atypical, {s['n_normal']} normal; {ratio_text(s)}")
+    for key in ("domain_warning", "ratio_warning"):
+        if s[key]:
+            click.echo(f"  warning: {s[key]}")
     if s["roi"] is not None:
         r = s["roi"]
         click.echo(f"  ROI {r['area_mm2']:.3f} mm2: {r['n_mf']} mitotic figures ({r['mf_per_2mm2']:.1f} per 2 mm2), "

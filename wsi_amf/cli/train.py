@@ -166,3 +166,27 @@ def classify_cmd(ctx: click.Context, paths: tuple[Path, ...], out: Path, model: 
     result = classify(list(paths), out, model=model, quiet=is_quiet(ctx), **opts)
     if not is_quiet(ctx):
         click.echo(f"{result.n} patches: {result.n_atypical} atypical at threshold {result.threshold:.3f}; wrote {result.out}")
+
+
+@click.command("calibrate")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("data", type=click.Path(path_type=Path))
+@dataset_options
+@device_option
+@click.pass_context
+@handle_errors
+def calibrate_cmd(ctx: click.Context, bundle: Path, data: Path, data_format: str | None, **opts: Any) -> None:
+    """Give BUNDLE (trained before the ratio estimators) its calibration and rates from DATA, its training data.
+
+    The out-of-fold predictions are rebuilt from the recorded folds (each member scores the figures it never
+    saw); bundle.json gains its quantification entry; the weights are untouched.
+    """
+    from ..training.calibrate import calibrate
+
+    result = calibrate(bundle, data, format=data_format, quiet=is_quiet(ctx), **opts)
+    if not is_quiet(ctx):
+        q = result.config.quantification
+        r = q["rates"]
+        click.echo(f"{result.path}: calibration {q['calibration']['method']}, TPR {r['tpr']:.3f} ({r['tp']}/{r['tp'] + r['fn']}), "
+                   f"FPR {r['fpr']:.3f} ({r['fp']}/{r['fp'] + r['tn']}) at threshold {r['threshold']:.3f}; "
+                   f"estimator {q['estimator']}")

@@ -12,15 +12,16 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import ReportError
-from ..outputs import wilson_interval
+from ..quantify import wilson_interval
 from . import html as h
 from .plots import IntervalRow, interval_svg
 from .slide import REPORT_SUFFIX, read_json
 
 COHORT_JSON = "cohort.json"
 COHORT_HTML = "cohort.html"
-_HEADERS = ("Slide", "Status", "Candidates", "Classified", "Atypical", "Normal", "AMF ratio", "95% CI", "Atypical : normal",
-            "Hotspot MF", "Hotspot AMF", "Seconds", "Note")
+_HEADERS = ("Slide", "Status", "Candidates", "Classified", "Called atypical", "Called normal", "Share of calls",
+            "Estimated AMF ratio", "95% CI", "Atypical : normal (est.)", "Hotspot MF", "Hotspot AMF calls", "Seconds",
+            "Note")
 
 
 def cohort_report(out_dir: str | Path) -> Path:
@@ -40,25 +41,26 @@ def cohort_report(out_dir: str | Path) -> Path:
             h.Cell(f'<a href="{h.esc(href)}">{h.esc(name)}</a>' if href else h.esc(name), sort=name.lower()),
             h.Cell(f'<span class="status-{h.esc(status)}">{h.esc(status)}</span>', sort=status),
             entry.get("n_candidates"), entry.get("n_classified"), entry.get("n_atypical"), entry.get("n_normal"),
+            h.cell(entry.get("called_amf_ratio"), key="called_amf_ratio"),
             h.cell(entry.get("amf_ratio"), key="amf_ratio"),
             _ci(entry),
             entry.get("atypical_to_normal_ratio"),
             hotspot.get("n_mf"), hotspot.get("n_amf"),
             h.cell(entry.get("seconds"), digits=1),
-            h.Cell(h.esc(entry.get("error") or "")),
+            h.Cell(h.esc(entry.get("error") or entry.get("ratio_warning") or entry.get("domain_warning") or "")),
         ])
         ci = entry.get("amf_ratio_ci95")
         if status == "ok" and entry.get("amf_ratio") is not None and ci:
-            note = f"; {entry.get('n_atypical')} of {entry.get('n_classified')} classified"
+            note = f"; {entry.get('n_atypical')} of {entry.get('n_classified')} classified called atypical"
             intervals.append(IntervalRow(name, float(entry["amf_ratio"]), float(ci[0]), float(ci[1]), href, note))
     intervals.sort(key=lambda r: -r.value)
-    pooled = _pooled(slides)
+    pooled = _pooled(data, slides)
     sections = [
         h.section("Cohort", _overview(data, slides, pooled), ident="overview"),
         h.section("AMF ratio per slide", interval_svg(intervals, reference=pooled[0]) if intervals
                   else '<p class="note">No slide with classified candidates yet.</p>', ident="ratios",
-                  note="Dot: the slide's AMF ratio; bar: its 95 % Wilson interval; dashed line: the pooled ratio. "
-                       "Click a name to open the slide report."),
+                  note="Dot: the slide's estimated share of atypical figures; bar: its 95 % interval; dashed line: "
+                       "the pooled estimate. Click a name to open the slide report."),
         h.section("Slides", h.table(_HEADERS, rows, sortable=True), ident="slides",
                   note="Click a column header to sort. Slide names link to their reports."),
     ]
@@ -92,7 +94,13 @@ def _ci(entry: Mapping[str, Any]) -> h.Cell:
     return h.Cell(f"{h.fmt(ci[0])}\u2013{h.fmt(ci[1])}", sort=ci[0], numeric=True)
 
 
-def _pooled(slides: list) -> tuple[float | None, tuple[float, float] | None, int, int]:
+def _pooled(data: Mapping[str, Any], slides: list) -> tuple[float | None, tuple[float, float] | None, int, int]:
+    """The pooled estimate of ``cohort.json`` (a table written before it: the ok slides' share of calls)."""
+    pooled = data.get("pooled")
+    if isinstance(pooled, Mapping) and "amf_ratio" in pooled:
+        ci = pooled.get("amf_ratio_ci95")
+        return pooled.get("amf_ratio"), tuple(ci) if ci else None, int(pooled.get("n_atypical") or 0), \
+            int(pooled.get("n_classified") or 0)
     ok = [e for e in slides if e.get("status") == "ok" and e.get("n_classified")]
     n_amf = sum(int(e.get("n_atypical") or 0) for e in ok)
     n_cls = sum(int(e["n_classified"]) for e in ok)
@@ -108,8 +116,8 @@ def _overview(data: Mapping[str, Any], slides: list, pooled: tuple) -> str:
         ("Screened (ok)", h.cell(data.get("n_ok"), key="n_ok")),
         ("Failed", h.cell(data.get("n_failed"), key="n_failed")),
         ("Skipped", h.cell(data.get("n_skipped"), key="n_skipped")),
-        ("All ok slides: atypical / classified", h.Cell(h.esc(f"{n_amf} / {n_cls}"))),
-        ("Pooled AMF ratio", h.Cell(h.esc(h.fmt(ratio) + (f" ({h.fmt_ci(ci)})" if ci else "")),
+        ("All slides: called atypical / classified", h.Cell(h.esc(f"{n_amf} / {n_cls}"))),
+        ("Pooled estimated AMF ratio", h.Cell(h.esc(h.fmt(ratio) + (f" ({h.fmt_ci(ci)})" if ci else "")),
                                     attrs={"data-key": "pooled_amf_ratio", "data-value": "" if ratio is None else ratio})),
         ("Model", h.Cell(h.esc(f"{model.get('name', '?')} ({model.get('members', '?')} \u00d7 {model.get('architecture', '?')})"))),
         ("Created", h.Cell(h.esc(data.get("created") or ""))),

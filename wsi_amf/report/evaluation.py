@@ -60,6 +60,11 @@ def evaluation_report(
                   note="The same thresholds as the whole set."),
         h.section("Per fold", _per_fold(metrics, bundle_metrics), ident="per-fold"),
     ]
+    if "ratio" in metrics:
+        sections.append(h.section("Share of atypical figures", _ratio(metrics["ratio"]), ident="ratio",
+                                  note="The whole set and each domain treated as one slide: the true share, each "
+                                       "estimator's estimate and 95 % interval (wsi_amf.quantify), its error. "
+                                       "cc is the share of calls."))
     if "loco" in metrics:
         sections.append(h.section(f"Leave one {metrics['loco']['column']} out", _loco(metrics["loco"]), ident="loco",
                                   note="Each ensemble trained without one domain, scored on it at its inner OOF threshold."))
@@ -167,3 +172,16 @@ def _loco(loco: Mapping[str, Any]) -> str:
     mean = (f'<p class="note">Mean balanced accuracy {h.esc(h.fmt(loco.get("mean_balanced_accuracy")))}, '
             f'mean ROC AUC {h.esc(h.fmt(loco.get("mean_roc_auc")))}.</p>')
     return h.table(headers, rows, sortable=True) + mean
+
+
+def _ratio(ratio: Mapping[str, Any]) -> str:
+    rows = []
+    sets = [("all", ratio["overall"])] + [(f"{col} = {v}", e) for col, vals in ratio.get("per_domain", {}).items()
+                                          for v, e in vals.items()]
+    for name, entry in sets:
+        for est, r in entry["estimators"].items():
+            star = " (default)" if est == entry.get("default") else ""
+            rows.append([h.esc(name), entry["n"], entry["true_share"], h.Cell(h.esc(est + star)), r["estimate"],
+                         h.Cell(h.esc(h.fmt_ci(r["ci95"])) if r["ci95"] else ""), r["error"],
+                         h.Cell(h.esc({True: "yes", False: "no", None: ""}[r["covered"]]))])
+    return h.table(("Set", "Figures", "True share", "Estimator", "Estimate", "95% interval", "Error", "Covers"), rows)

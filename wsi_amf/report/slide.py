@@ -113,14 +113,17 @@ def slide_report(
                            "Hover a dot for its probability and position."),
             h.section("Hotspot", _hotspot_view(sl, cands, hotspot), ident="hotspot"),
             h.section("P(atypical)", histogram_svg(cands.p[cands.classified], cands.atypical[cands.classified],
-                                                   threshold=float(s["threshold"])), ident="histogram",
-                      note="Classified candidates by probability of being atypical; right of the dashed line = called atypical."),
+                                                   threshold=float(s.get("threshold_calibrated", s["threshold"]))),
+                      ident="histogram",
+                      note="Classified candidates by (calibrated) probability of being atypical; right of the dashed "
+                           "line = called atypical."),
             h.section("Gallery", _galleries(sl, cands, s, slide_path, cache, gallery), ident="gallery",
                       note="The patches the model classified (from the patch cache), with P(atypical) and level-0 position."),
         ]
     ratio = "n/a" if s.get("amf_ratio") is None else f"{s['amf_ratio']:.3f}"
-    subtitle = (f"{s.get('n_atypical', 0)} atypical and {s.get('n_normal', 0)} normal mitotic figures; AMF ratio {ratio}"
-                f" \u00b7 model {s.get('model', {}).get('name', '?')}")
+    ci = f" ({h.fmt_ci(s['amf_ratio_ci95'])})" if s.get("amf_ratio_ci95") else ""
+    subtitle = (f"{s.get('n_atypical', 0)} called atypical and {s.get('n_normal', 0)} called normal; estimated share "
+                f"of atypical figures {ratio}{ci} \u00b7 model {s.get('model', {}).get('name', '?')}")
     text = h.page(f"wsi-amf slide report: {slide_path.name}", subtitle, sections, scripts=(h.ZOOM_JS,))
     return h.write_page(report_path(summary_path, out), text)
 
@@ -168,8 +171,8 @@ def _markers(c: Candidates, to_image: Callable[[float, float], tuple[float, floa
 def _hotspot_line(hs: Mapping[str, Any]) -> str:
     ratio = "n/a" if hs.get("amf_ratio") is None else f"{hs['amf_ratio']:.3f}"
     ci = f" ({h.fmt_ci(hs.get('amf_ratio_ci95'))})" if hs.get("amf_ratio_ci95") else ""
-    return (f"hotspot: {hs['n_mf']} mitotic figures, {hs['n_amf']} atypical in {hs['area_mm2']:g} mm\u00b2 "
-            f"({hs['shape']} of side {hs['side_um'] / 1000:.3f} mm); AMF ratio {ratio}{ci}")
+    return (f"hotspot: {hs['n_mf']} mitotic figures, {hs['n_amf']} called atypical in {hs['area_mm2']:g} mm\u00b2 "
+            f"({hs['shape']} of side {hs['side_um'] / 1000:.3f} mm); estimated share of atypical figures {ratio}{ci}")
 
 
 def _on_slide(box: Iterable[float], dimensions: tuple[int, int]) -> tuple[float, float, float, float]:
@@ -253,11 +256,16 @@ def _summary_table(s: Mapping[str, Any], sl: Slide, summary_path: Path) -> str:
         ("Candidates", h.cell(s.get("n_candidates"), key="n_candidates")),
         ("Classified", h.cell(s.get("n_classified"), key="n_classified")),
         ("Skipped (outside the slide)", h.cell(s.get("n_skipped"), key="n_skipped")),
-        ("Atypical (AMF)", h.cell(s.get("n_atypical"), key="n_atypical")),
-        ("Normal (NMF)", h.cell(s.get("n_normal"), key="n_normal")),
-        ("AMF ratio (atypical / classified)", _ratio_cell(s.get("amf_ratio"), s.get("amf_ratio_ci95"), "amf_ratio")),
-        ("Atypical : normal", h.cell(s.get("atypical_to_normal_ratio"), key="atypical_to_normal_ratio")),
-        ("Threshold on P(atypical)", h.cell(s.get("threshold"), key="threshold")),
+        ("Called atypical (AMF)", h.cell(s.get("n_atypical"), key="n_atypical")),
+        ("Called normal (NMF)", h.cell(s.get("n_normal"), key="n_normal")),
+        ("Share of calls (called atypical / classified)",
+         _ratio_cell(s.get("called_amf_ratio"), s.get("called_amf_ratio_ci95"), "called_amf_ratio")),
+        (f"Estimated share of atypical figures ({s.get('amf_ratio_method', '?')})",
+         _ratio_cell(s.get("amf_ratio"), s.get("amf_ratio_ci95"), "amf_ratio")),
+        ("Estimated atypical figures", h.cell(s.get("estimated_n_atypical"), key="estimated_n_atypical")),
+        ("Atypical : normal (estimated)", _ratio_cell(s.get("atypical_to_normal_ratio"),
+                                                      s.get("atypical_to_normal_ratio_ci95"), "atypical_to_normal_ratio")),
+        ("Threshold on the model's score", h.cell(s.get("threshold"), key="threshold")),
         ("Model", h.Cell(h.esc(f"{model.get('name', '?')} ({model.get('members', '?')} \u00d7 {model.get('architecture', '?')}, "
                                 f"{model.get('mpp', '?')} \u00b5m/px)"), attrs={"data-key": "model"})),
         ("Engine", h.Cell(h.esc(f"{engine.get('engine', '?')} on {engine.get('device', '?')}"
@@ -266,11 +274,15 @@ def _summary_table(s: Mapping[str, Any], sl: Slide, summary_path: Path) -> str:
     if hs is not None:
         rows += [
             (f"Hotspot: mitotic figures in {hs['area_mm2']:g} mm\u00b2", h.cell(hs["n_mf"], key="hotspot.n_mf")),
-            ("Hotspot: atypical", h.cell(hs["n_amf"], key="hotspot.n_amf")),
-            ("Hotspot: AMF ratio", _ratio_cell(hs.get("amf_ratio"), hs.get("amf_ratio_ci95"), "hotspot.amf_ratio")),
+            ("Hotspot: called atypical", h.cell(hs["n_amf"], key="hotspot.n_amf")),
+            ("Hotspot: estimated share of atypical figures",
+             _ratio_cell(hs.get("amf_ratio"), hs.get("amf_ratio_ci95"), "hotspot.amf_ratio")),
             ("Hotspot: field", h.Cell(h.esc(f"{hs['shape']} of side {hs['side_um']:.0f} \u00b5m centred at "
                                             f"({hs['centre_px'][0]:.0f}, {hs['centre_px'][1]:.0f}) px"))),
         ]
+    for key in ("domain_warning", "ratio_warning"):
+        if s.get(key):
+            rows.append(("Warning", h.Cell(h.esc(s[key]), attrs={"data-key": key})))
     if isinstance(s.get("roi"), Mapping):
         rows += [(f"ROI: {key}", h.cell(value, key=f"roi.{key}")) for key, value in _flatten(s["roi"])]
     rows.append(("Summary file", h.Cell(h.esc(summary_path.name))))

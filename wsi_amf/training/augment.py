@@ -26,9 +26,8 @@ if TYPE_CHECKING:
 
 OPERATIONS = ("transpose", "hflip", "vflip", "shift_scale_rotate", "stain")
 
-# Ruifrok & Johnston stain vectors (rows: haematoxylin, eosin, DAB), as in skimage.color.rgb_from_hed.
-RGB_FROM_HED = ((0.65, 0.70, 0.29), (0.07, 0.99, 0.11), (0.27, 0.57, 0.78))
-_OD_FLOOR = 1.0 / 255.0
+from ..stain import OD_FLOOR as _OD_FLOOR
+from ..stain import RGB_FROM_HED
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from ..bundle import BUNDLE_FILE, BundleConfig, ModelBundle, save_bundle
 from ..errors import DatasetError, OptionError
 from ..report.evaluation import evaluation_report
 from . import trainer
+from .calibrate import quantification_block
 from .checkpoints import FoldStore
 from .datasets import PatchDataset, load_dataset
 from .metrics import best_balanced_accuracy_threshold, binary_metrics
@@ -350,7 +351,9 @@ def train(
     }
     if loco is not None:
         summary["loco"] = {v: headline(m) for v, m in loco.metrics.items()}
-    bundle = _write_bundle(out, _bundle_config(rec, ds, threshold, provenance, json_ready(summary)), run.states, fp16=fp16)
+    config = replace(_bundle_config(rec, ds, threshold, provenance, json_ready(summary)),
+                     quantification=quantification_block(ds, run.oof, run.fold_of, threshold))
+    bundle = _write_bundle(out, config, run.states, fp16=fp16)
     files.update(bundle=out / BUNDLE_FILE, metrics=out / "metrics.json", oof=out / "oof_predictions.csv")
     write_json(files["metrics"], metrics)
     write_predictions(

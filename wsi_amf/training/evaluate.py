@@ -15,12 +15,35 @@ import numpy as np
 
 from ..bundle import ModelBundle, load_bundle
 from ..ensemble import open_ensemble
+from ..quantify import Reference, ScoreHistogram, estimate, estimate_all, load_reference
 from ..report.evaluation import evaluation_report
 from .datasets import PatchDataset, load_dataset
 from .reports import metrics_report, roc_png, write_json, write_predictions
 
 if TYPE_CHECKING:
     from ..ensemble import Ensemble
+
+
+def ratio_report(y: np.ndarray, p: np.ndarray, threshold: float, reference: Reference | None, *,
+                 domains: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """The true share of atypical figures and each estimator's estimate, interval and error: over the whole
+    set and per domain value (each treated as one slide). Without a reference, only the share of calls."""
+    def one(mask: np.ndarray) -> dict[str, Any]:
+        hist = ScoreHistogram.of(p[mask], threshold)
+        truth = float(y[mask].mean()) if mask.any() else None
+        ests = estimate_all(hist, reference) if reference is not None else {"cc": estimate(hist, None)}
+        out = {}
+        for name, e in ests.items():
+            err = None if e.share is None or truth is None else e.share - truth
+            covered = None if e.ci95 is None or truth is None else bool(e.ci95[0] <= truth <= e.ci95[1])
+            out[name] = {"estimate": e.share, "ci95": list(e.ci95) if e.ci95 else None, "error": err, "covered": covered}
+        return {"n": int(mask.sum()), "true_share": truth, "default": reference.estimator if reference else "cc",
+                "estimators": out}
+
+    overall = one(np.ones(len(y), dtype=bool))
+    per_domain = {col: {v: one(np.asarray(vals).astype(str) == v) for v in sorted(set(np.asarray(vals).astype(str)))}
+                  for col, vals in (domains or {}).items()}
+    return {"overall": overall, "per_domain": per_domain, "corrected": reference is not None}
 
 
 @dataclass(frozen=True)
@@ -72,8 +95,10 @@ def evaluate(
     p = predict_patches(ensemble, ds.images, batch_size=batch_size, quiet=quiet)
     t = cfg.threshold if threshold is None else float(threshold)
     report = metrics_report(ds.labels, p, t, domains=ds.domains)
+    reference = load_reference(cfg.quantification, source=str(bundle.path))
     metrics = {
         **report,
+        "ratio": ratio_report(ds.labels, p, t, reference, domains=ds.domains),
         "threshold_source": "bundle" if threshold is None else "--threshold",
         "model": ensemble.bundle.describe(),
         "engine": {"device": ensemble.info.device, "engine": ensemble.info.engine, "tta": tta},

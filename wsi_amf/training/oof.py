@@ -1,0 +1,60 @@
+"""A bundle's out-of-fold predictions rebuilt from its recorded folds.
+
+A bundle written by ``train`` is a k-fold ensemble: member k is fold k's model. Given the dataset it was
+trained on (checked by fingerprint), the grouped folds are rebuilt from the recorded split seed and each
+member scores only the figures of its own validation fold, which it never saw: the same out-of-fold
+predictions ``train`` computed. This is how a bundle trained before the ratio estimators existed (the
+built-in one among them) gets its calibration and rates without retraining (``wsi-amf calibrate``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..bundle import ModelBundle
+from ..errors import DatasetError
+from .datasets import PatchDataset
+from .splits import stratified_group_folds
+
+
+@dataclass(frozen=True)
+class OutOfFold:
+    """Out-of-fold P(atypical) with the labels, source groups, 1-based folds and domains of the figures."""
+
+    p: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray
+    folds: np.ndarray
+    domains: dict[str, np.ndarray]
+
+
+def recorded_oof(bundle: ModelBundle, data: PatchDataset, *, device: str = "cpu", engine: str = "auto",
+                 batch_size: int = 256) -> OutOfFold:
+    """Score each figure of ``data`` with the member of the fold that held it out."""
+    from ..ensemble import Ensemble
+
+    cfg = bundle.config
+    prov = cfg.provenance
+    recorded = (prov.get("data") or {}).get("fingerprint")
+    if recorded != data.fingerprint():
+        raise DatasetError(
+            f"dataset {data.source}: its fingerprint {data.fingerprint()} is not the one model bundle {bundle.path} "
+            f"was trained on ({recorded}); out-of-fold predictions need the training data"
+        )
+    seed = (prov.get("seeds") or {}).get("split")
+    if seed is None:
+        raise DatasetError(f"model bundle {bundle.path}: bundle.json records no split seed (provenance.seeds.split)")
+    folds = stratified_group_folds(data.labels, data.groups, len(cfg.members), seed=int(seed))
+    p = np.full(len(data), np.nan)
+    fold_of = np.zeros(len(data), dtype=np.int64)
+    for fold in folds:
+        member = dataclasses.replace(cfg, members=(cfg.members[fold.index],))
+        ens = Ensemble(dataclasses.replace(bundle, config=member), device=device, engine=engine)
+        idx = fold.val
+        p[idx] = np.concatenate([ens.predict(data.images[idx[i:i + batch_size]]) for i in range(0, len(idx), batch_size)])
+        fold_of[idx] = fold.index + 1
+    return OutOfFold(p=p, labels=data.labels.copy(), groups=data.groups.copy(), folds=fold_of,
+                     domains={k: np.asarray(v).astype(str) for k, v in data.domains.items()})
