@@ -13,11 +13,14 @@ cross-validation (each scored by a member that never saw its slide):
   reference figures in place of TPR and FPR (Bella et al. 2010);
 - ``em``: the EM prior adjustment of calibrated posteriors (Saerens, Latinne & Decaestecker 2002).
 
-**Intervals** are percentile intervals of a two-level bootstrap: each replicate resamples the reference's
-source slides (a cluster bootstrap: calibration map, rates and training prior are refitted on the resample)
-and the slide's own candidates (multinomially), so they cover both the sampling of this slide's figures and
-the uncertainty of the calibration and the rates. They do not cover a slide whose figures look unlike the
-reference's (another scanner, lab or tumour type): the summary's ``domain_warning`` flags such slides.
+**Intervals** are percentile intervals of a bootstrap: each replicate resamples the reference's source
+slides (a cluster bootstrap: calibration map, rates and training prior are refitted on the resample) and the
+slide's own candidates (multinomially), and draws the slide's own rates around the reference's: TPR / FPR
+(ACC) and the class means of the calibrated probability (PACC) with their spread between the reference's
+folds and domains beyond sampling (``between_sd``), a shift of the slide's score logits for PCC and EM
+(``shift_sd``). A slide flagged as unlike the reference (its stain: ``domain_warning``) gets the spread
+between single source slides, much larger. A slide unlike the reference in ways stain does not show (another
+tumour type) can be off by more than its interval.
 
 A slide enters as a :class:`ScoreHistogram` of its ensemble scores on a fixed grid (fine bins in logit space,
 split at the threshold): estimates are functions of it, so slides pool by adding histograms (the cohort's
@@ -211,7 +214,7 @@ class Reference:
 
     def replicates(self, threshold: float, *, unlike: bool = False) -> _Replicates:
         """The bootstrap replicates at ``threshold``; ``unlike``: with the slide-level shift (see :func:`estimate`)."""
-        return _replicates(self, float(threshold), self.slide_shift_sd if unlike else self.shift_sd)
+        return _replicates(self, float(threshold), self.slide_shift_sd if unlike else self.shift_sd, unlike)
 
     def __hash__(self) -> int:  # identity: replicates are cached per object
         return id(self)
@@ -235,7 +238,11 @@ class _Replicates:
     m1: np.ndarray  # mean calibrated probability of the atypical reference figures
     m0: np.ndarray  # ... of the normal ones
     prior: np.ndarray
-    shift: np.ndarray  # each replicate's shift of the screened set's score logits
+    shift: np.ndarray  # each replicate's shift of the screened set's score logits (PCC, EM)
+    tpr_site: np.ndarray = field(default_factory=lambda: np.zeros(0))  # TPR / FPR / m1 / m0 of the screened set's
+    fpr_site: np.ndarray = field(default_factory=lambda: np.zeros(0))  # "site": the replicate's value moved by a
+    m1_site: np.ndarray = field(default_factory=lambda: np.zeros(0))  # draw of its between-site spread (ACC, PACC)
+    m0_site: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def apply(self, score: np.ndarray, *, shifted: bool = False) -> np.ndarray:
         """``[B, len(score)]``: every replicate's calibrated probability of ``score`` (moved by the replicate's
@@ -253,7 +260,7 @@ class _Replicates:
 
 
 @functools.lru_cache(maxsize=16)
-def _replicates(ref: Reference, threshold: float, sd: float) -> _Replicates:
+def _replicates(ref: Reference, threshold: float, sd: float, unlike: bool = False) -> _Replicates:
     rng = np.random.default_rng(SEED)
     uniq, inverse = np.unique(ref.groups, return_inverse=True)
     draws = rng.multinomial(uniq.size, np.full(uniq.size, 1.0 / uniq.size), size=N_REPLICATES)
@@ -279,8 +286,32 @@ def _replicates(ref: Reference, threshold: float, sd: float) -> _Replicates:
     called = (ref.score >= threshold).astype(np.float64)
     wp, wn = w * y, w * (1 - y)
     sp, sn = wp.sum(axis=1), wn.sum(axis=1)
-    return _Replicates(cals, tpr=(wp * called).sum(1) / sp, fpr=(wn * called).sum(1) / sn,
-                       m1=(wp * q).sum(1) / sp, m0=(wn * q).sum(1) / sn, prior=sp / (sp + sn), shift=shift)
+    tpr, fpr = (wp * called).sum(1) / sp, (wn * called).sum(1) / sn
+    m1, m0 = (wp * q).sum(1) / sp, (wn * q).sum(1) / sn
+    # How much each rate differs between sites (folds / domains) or, for a slide unlike the reference, between
+    # single slides, beyond the sampling of their figures: the screened set's own rates are one such draw.
+    units = [ref.groups] if unlike else [u for u in (ref.folds, *ref.domains.values()) if u is not None]
+    q0 = ref.calibration.apply(ref.score)
+    spread = [max((between_sd(x, ref.labels, u, cls_) for u in units), default=0.0)
+              for x, cls_ in ((called, 1), (called, 0), (q0, 1), (q0, 0))]
+    moved = [np.clip(v + rng.normal(0.0, sd_, N_REPLICATES), 0.0, 1.0) for v, sd_ in zip((tpr, fpr, m1, m0), spread)]
+    return _Replicates(cals, tpr=tpr, fpr=fpr, m1=m1, m0=m0, prior=sp / (sp + sn), shift=shift,
+                       tpr_site=moved[0], fpr_site=moved[1], m1_site=moved[2], m0_site=moved[3])
+
+
+def between_sd(x: np.ndarray, labels: np.ndarray, units: np.ndarray, cls_: int) -> float:
+    """Standard deviation, between ``units``, of the mean of ``x`` over the figures of class ``cls_``, beyond
+    the sampling of those figures (method of moments: variance of the unit means, ddof 1, less the mean of
+    within-class variance / figures; floored at zero). Units with fewer than two such figures are left out."""
+    sel = np.asarray(labels) == cls_
+    xs = np.asarray(x, dtype=np.float64)[sel]
+    _, codes, sizes = np.unique(np.asarray(units).astype(str)[sel], return_inverse=True, return_counts=True)
+    means = np.bincount(codes, weights=xs) / sizes
+    keep = sizes >= 2
+    if keep.sum() < 2:
+        return 0.0
+    noise = float(np.var(xs)) / sizes[keep]
+    return float(math.sqrt(max(0.0, float(np.var(means[keep], ddof=1) - np.mean(noise)))))
 
 
 # ------------------------------------------------------------------------------------------------ estimators
@@ -405,10 +436,15 @@ def estimate_all(hist: ScoreHistogram, reference: Reference, methods: Sequence[s
     rep = reference.replicates(hist.threshold, unlike=unlike)
     rng = np.random.default_rng([SEED, n, k])
     counts = rng.multinomial(n, hist.counts / n, size=len(rep.tpr))
+    # ACC and PACC: the screened set's rates drawn around the reference's; PCC and EM (which use the whole
+    # score distribution): the screened set's scores shifted.
+    site = _all_estimates(counts, called[None, :], rep.apply(hist.mean_score), rep.tpr_site, rep.fpr_site,
+                          rep.m1_site, rep.m0_site, rep.prior)
     z = logit(hist.mean_score)
     moved = z[None, :] + rep.shift[:, None] >= float(logit(hist.threshold))  # calls of the shifted candidates
-    boot = _all_estimates(counts, moved, rep.apply(hist.mean_score, shifted=True), rep.tpr, rep.fpr, rep.m1, rep.m0,
-                          rep.prior)
+    shifted = _all_estimates(counts, moved, rep.apply(hist.mean_score, shifted=True), rep.tpr, rep.fpr, rep.m1,
+                             rep.m0, rep.prior)
+    boot = {m: (site if m in ("acc", "pacc") else shifted)[m] for m in ESTIMATORS}
     out = {}
     for m in methods:
         share = float(point[m][0])
