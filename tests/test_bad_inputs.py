@@ -212,7 +212,7 @@ CASES = [
     Case("points-csv-non-numeric", P, text("det.csv", "x,y\n10,20\n30,abc\n"), "row 2"),
     Case("points-csv-nan", P, text("det.csv", "x,y\nnan,20\n"), "not a finite number"),
     Case("points-csv-infinite", P, text("det.csv", "x,y\n10,-inf\n"), "not a finite number"),
-    Case("points-csv-negative", P, text("det.csv", "x,y\n-12,20\n"), "is negative"),
+    Case("points-csv-all-negative", P, text("det.csv", "x,y\n-12,20\n-0.4,900\n"), "lie outside the slide"),
     Case("points-csv-all-outside-slide", P, text("det.csv", "x,y\n50000,120\n9000,70000\n"), "lie outside the slide"),
     Case("points-csv-millimetres", P, text("det.csv", "x,y\n0.1,0.1\n0.256,0.128\n0.4,0.3\n"), "not millimetres"),
     Case("points-csv-ragged-row", P, text("det.csv", "x,y,score\n10,20,0.5\n30,40\n"), "has 2 fields"),
@@ -233,7 +233,7 @@ CASES = [
     Case("points-geojson-classification-number", P, geojson("det.geojson", {"type": "Feature", "properties": {
          "classification": 7}, "geometry": {"type": "Point", "coordinates": [10, 20]}}), "'classification' is a number"),
     Case("points-geojson-nan", P, text("det.geojson", '{"type": "Point", "coordinates": [NaN, 20]}'), "not finite"),
-    Case("points-geojson-negative", P, geojson("det.geojson", point_features((10, -4))), "negative"),
+    Case("points-geojson-all-negative", P, geojson("det.geojson", point_features((10, -4))), "lie outside the slide"),
     Case("points-geojson-only-lines", P, geojson("det.geojson", {"type": "LineString", "coordinates": [[0, 0], [5, 5]]}),
          "none of its 1 objects"),
     Case("points-geojson-all-outside-slide", P, geojson("det.geojson", point_features((3000, 10), (10, 2049))),

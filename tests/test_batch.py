@@ -33,7 +33,7 @@ from wsi_amf.synthetic import write_slide_with_points
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = ("a", "b", "sub__a")
 COHORT_KEYS = {"version", "created", "model", "options", "n_slides", "n_ok", "n_failed", "n_skipped", "pooled", "slides"}
-VOLATILE = ("status", "error", "seconds")  # what differs between a resumed run and a clean one
+VOLATILE = ("reused", "seconds")  # what differs between a resumed run and a clean one
 
 
 def make_cohort(root: Path, *, n_figures: int = 10, size_um: float = 256.0) -> tuple[Path, Path]:
@@ -157,9 +157,10 @@ def test_resume_skips_up_to_date_slides_and_redoes_changed_ones(cohort, ensemble
     mtimes = {p: p.stat().st_mtime_ns for p in out.glob("*.*") if not p.name.startswith("cohort")}
 
     again = run(cache_dir=tmp_path / "fresh-cache")
-    assert {s: r["status"] for s, r in again.items()} == {s: r["status"] if s not in GOOD else "skipped" for s, r in first.items()}
-    assert all("up to date" in again[s]["error"] and again[s]["seconds"] is None for s in GOOD)
-    assert stable(again.values()) == stable(first.values())  # the skipped rows keep their counts
+    assert {s: r["status"] for s, r in again.items()} == {s: r["status"] for s, r in first.items()}
+    assert {s for s, r in again.items() if r["reused"]} == set(GOOD) and not any(r["reused"] for r in first.values())
+    for s in GOOD:  # a finished slide's row is kept as it was: counts, ratios, status, time
+        assert {k: v for k, v in again[s].items() if k != "reused"} == {k: v for k, v in first[s].items() if k != "reused"}
     assert not (tmp_path / "fresh-cache").exists()  # nothing was screened: no slide was read
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
     assert again["badpts"]["status"] == again["corrupt"]["status"] == "failed"  # failures are retried
@@ -167,11 +168,11 @@ def test_resume_skips_up_to_date_slides_and_redoes_changed_ones(cohort, ensemble
     with open(points / "b.csv", "a") as fh:  # a new candidate for b: only b is redone
         fh.write("extra,100.0,100.0,metaphase\n")
     changed = run()
-    assert {s for s in GOOD if changed[s]["status"] == "ok"} == {"b"}
+    assert {s for s in GOOD if not changed[s]["reused"]} == {"b"}
     assert changed["b"]["n_candidates"] == first["b"]["n_candidates"] + 1
 
     def redone(rows: dict) -> set[str]:
-        return {s for s in GOOD if rows[s]["status"] == "ok"}
+        return {s for s in GOOD if rows[s]["status"] == "ok" and not rows[s]["reused"]}
 
     (out / "a.geojson").unlink()  # an output gone: a is redone
     assert redone(run()) == {"a"}
@@ -205,8 +206,8 @@ def test_killed_batch_rerun_finishes_only_what_is_missing(tmp_path, tiny_bundle,
     mtimes = {s: (out / f"{s}.geojson").stat().st_mtime_ns for s in finished}
 
     resumed = screen_batch(slides, out=out, model=ensemble, cache_dir=cache, progress=False)
-    status = {r["stem"]: r["status"] for r in resumed.rows}
-    assert status == {f"s{k}": "skipped" if f"s{k}" in finished else "ok" for k in range(5)}
+    assert {r["stem"] for r in resumed.rows if r["reused"]} == set(finished)
+    assert all(r["status"] == "ok" for r in resumed.rows)
     assert {s: (out / f"{s}.geojson").stat().st_mtime_ns for s in finished} == mtimes
 
     clean = screen_batch(slides, out=tmp_path / "clean", model=ensemble, cache_dir=tmp_path / "clean-cache", progress=False)

@@ -270,7 +270,6 @@ def test_empty_file(tmp_path: Path, content: bytes) -> None:
         ("inf", "is not a finite number ('inf')"),
         ("-Infinity", "is not a finite number ('-Infinity')"),
         ("1e999", "is not a finite number ('1e999')"),
-        ("-3", "is negative ('-3')"),
         ("1_000", "is not a number ('1_000')"),
         ("0x10", "is not a number ('0x10')"),
     ],
@@ -534,9 +533,12 @@ def test_geojson_without_measurements_has_no_score(tmp_path: Path) -> None:
     assert "no score column" in read_error(path, min_score=0.5)
 
 
-def test_geojson_negative_coordinates(tmp_path: Path) -> None:
-    message = read_error(write_json(tmp_path, collection(feature(point(1, 1)), feature(point(-1, 1)))))
-    assert "feature 2" in message and "negative" in message
+def test_negative_coordinates_are_kept(tmp_path: Path) -> None:
+    # left of or above the slide: screening reports them as outside the slide, like those beyond its width
+    csv_path = write(tmp_path, "det.csv", "x,y\n1,2\n-0.4,5\n3,-3\n")
+    np.testing.assert_array_equal(read_points(csv_path).xy, [[1, 2], [-0.4, 5], [3, -3]])
+    geojson_path = write_json(tmp_path, collection(feature(point(1, 1)), feature(point(-1, 1))))
+    np.testing.assert_array_equal(read_points(geojson_path).xy, [[1, 1], [-1, 1]])
 
 
 @pytest.mark.parametrize(
@@ -634,11 +636,13 @@ def test_points_constructor_checks_shapes() -> None:
 def test_midog25_training_table() -> None:
     if not MIDOG25_CSV.is_file():
         pytest.skip(f"{MIDOG25_CSV} is absent")
-    # The table has 11,937 rows, but row 4222 (4222.png on 305.tiff) gives coordinateX = -2: a figure
-    # centred just outside its image. Negative coordinates are an error by design, so the file as a whole
-    # is rejected, with the row named.
-    with pytest.raises(PointsError, match=r"row 4222 \(line 4223\): 'coordinateX' is negative"):
-        read_points(MIDOG25_CSV)
+    # The table has 11,937 rows, and row 4222 (4222.png on 305.tiff) gives coordinateX = -2: a figure
+    # centred just outside its image. It is read like the others (screening reports it as outside the slide);
+    # two exact duplicate positions (below) are merged.
+    points = read_points(MIDOG25_CSV)
+    assert len(points) == 11_935 and points.n_duplicates == 2
+    row = points.columns["image_id"].index("4222.png")
+    assert points.xy[row].tolist() == [-2, 2416]
 
 
 def test_midog25_training_table_without_the_negative_row(tmp_path: Path) -> None:

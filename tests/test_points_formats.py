@@ -71,6 +71,12 @@ def test_gc_json_filters(tmp_path: Path) -> None:
     assert len(read_points(path, slide=SLIDE, class_name="non-mitotic figure")) == 1
 
 
+def test_gc_json_negative_millimetres_are_kept(tmp_path: Path) -> None:
+    # just left of the slide: screening reports it as outside the slide, like a point beyond its width
+    path = write_json(tmp_path / "det.json", gc_points([gc_point(1.0, 1.0, 0.9), gc_point(-0.1, 1.0, 0.8)]))
+    np.testing.assert_allclose(read_points(path, slide=SLIDE).xy, [[4000, 4000], [-400, 4000]])
+
+
 def test_gc_json_misspelt_type_and_2d_points(tmp_path: Path) -> None:
     data = gc_points([{"name": "mitotic figure", "point": [0.1, 0.2]}], kind="Mulitple points")
     path = write_json(tmp_path / "det.json", data)
@@ -116,7 +122,6 @@ def test_gc_json_score_col_names_another_key(tmp_path: Path) -> None:
         ([3], "point 1: the entry is a number, expected an object"),
         ([{"name": "mitotic figure"}], "point 1 has no 'point'"),
         ([gc_point(1, 1), {"point": ["a", 1]}], "point 2: coordinates are not [x, y] numbers"),
-        ([{"point": [-0.1, 1]}], "point 1: coordinates are negative (-0.1, 1); they are millimetres"),
         ([{"point": [1, 1], "probability": "high"}], "point 1: 'probability' is a string, expected a number"),
         ([{"point": [1, 1], "name": ["a"]}], "point 1: 'name' is a list"),
     ],
@@ -462,8 +467,8 @@ def test_geojson_zip_problems_name_the_member(tmp_path: Path) -> None:
     path = tmp_path / "objects.zip"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("a.geojson", json.dumps([qupath_cell("0.4", 10, 10, 11, 12)]))
-        archive.writestr("b.geojson", '[{"type": "Feature", "geometry": {"type": "Point", "coordinates": [-1, 2]}}]')
-    assert "member 'b.geojson' feature 1: coordinates are negative" in read_error(path)
+        archive.writestr("b.geojson", '[{"type": "Feature", "geometry": {"type": "Point", "coordinates": ["1", 2]}}]')
+    assert "member 'b.geojson' feature 1: coordinates are not [x, y] numbers" in read_error(path)
     empty = tmp_path / "empty.zip"
     with zipfile.ZipFile(empty, "w") as archive:
         archive.writestr("notes.txt", "x")

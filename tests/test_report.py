@@ -192,8 +192,8 @@ def test_report_errors_are_one_line(tmp_path, screened) -> None:
     (bad / "x.summary.json").write_text("{not json")
     res = CliRunner().invoke(main, ["report", str(bad)])
     assert res.exit_code == 1 and "not readable JSON" in res.output and len(res.output.strip().splitlines()) == 1
-    shutil.copy(r.outputs["summary"], bad / "y.summary.json")  # its table is missing
-    with pytest.raises(ReportError, match="y.csv: no such file"):
+    shutil.copy(r.outputs["summary"], bad / "y.summary.json")  # the files of its set are missing
+    with pytest.raises(ReportError, match="of summary .*y.summary.json is missing: the outputs are not one run's set"):
         slide_report(bad / "y.summary.json")
     with pytest.raises(OptionError, match="--report"):
         screen(r.slide_path, r.points, report=True)

@@ -196,8 +196,10 @@ def test_real_slide_cmu1_end_to_end(tmp_path, tiny_bundle):
     xy = np.concatenate([rng.uniform(0, [2220, 2967], size=(60, 2)), [[2219, 2966], [3000, 10]]])
     pts = write_points_csv(tmp_path / "det.csv", xy)
     r = screen(slide, pts, model=tiny_bundle, out=tmp_path / "out", cache_dir=tmp_path / "c", progress=False)
-    assert r.n_classified == 61 and (r.status == "outside_slide").sum() == 1 and r.slide_mpp == pytest.approx(0.499)
-    assert_qupath_geojson(r.outputs["geojson"], 61)
+    background = int((r.status == "background").sum())  # random points: about half of this field is glass
+    assert r.n_classified + background == 61 and 10 < background < 50
+    assert (r.status == "outside_slide").sum() == 1 and r.slide_mpp == pytest.approx(0.499)
+    assert_qupath_geojson(r.outputs["geojson"], r.n_classified)
 
 
 def test_real_jpeg2000_slide_with_mpp_option(tmp_path, tiny_bundle):
@@ -207,4 +209,4 @@ def test_real_jpeg2000_slide_with_mpp_option(tmp_path, tiny_bundle):
                                     "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "c")])
     assert res.exit_code == 1 and "pass --mpp" in res.output and "Traceback" not in res.output
     r = screen(slide, pts, model=tiny_bundle, mpp=0.25, cache_dir=tmp_path / "c", progress=False)
-    assert r.n_classified == 3 and r.mpp_source == "option"
+    assert r.mpp_source == "option" and list(r.status) == ["ok", "ok", "background"]  # the last one is on glass

@@ -3,24 +3,38 @@
 ``bundle.json`` records everything inference needs to preprocess exactly as training did (architecture,
 input size, centre-crop fraction, mean/std, training resolution, decision threshold, class names) plus
 provenance and metrics. Weights are safetensors: nothing is ever unpickled.
+
+``bundle.json`` also records each member file's SHA-256 (``member_sha256``, written by :func:`save_bundle`).
+:func:`load_bundle` checks every member before any slide is read: it must parse as safetensors, match its
+recorded SHA-256 (a bundle written before the hashes has none: nothing to check its bytes against) and hold
+only finite floating-point values (BatchNorm buffers included).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .errors import BundleError, one_line
 
+log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 BUNDLE_FILE = "bundle.json"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CLASS_NAMES = ("normal", "atypical")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+# Bits that make a floating-point value NaN or infinite (all exponent bits set), by safetensors dtype; the
+# fp8 E4M3 format has no infinity and its NaN has every exponent and mantissa bit set.
+_NON_FINITE_BITS = {"F64": ("<u8", 0x7FF0_0000_0000_0000), "F32": ("<u4", 0x7F80_0000), "F16": ("<u2", 0x7C00),
+                    "BF16": ("<u2", 0x7F80), "F8_E5M2": ("u1", 0x7C), "F8_E4M3": ("u1", 0x7F)}
 
 
 @dataclass(frozen=True)
@@ -29,6 +43,8 @@ class BundleConfig:
 
     architecture: str
     members: tuple[str, ...]
+    # SHA-256 (hex) of each member file, by file name; empty for a bundle written before them (not checked).
+    member_sha256: Mapping[str, str] = field(default_factory=dict)
     input_size: int = 128
     patch_size: int = 128
     crop_fraction: float = 1.0
@@ -64,6 +80,7 @@ class BundleConfig:
             cfg = cls(
                 architecture=str(data["architecture"]),
                 members=tuple(str(m) for m in data["members"]),
+                member_sha256=_object(data, "member_sha256"),
                 input_size=int(data.get("input_size", 128)),
                 patch_size=int(data.get("patch_size", 128)),
                 crop_fraction=float(data.get("crop_fraction", 1.0)),
@@ -105,8 +122,19 @@ class BundleConfig:
         for name in self.members:
             if Path(name).name != name or not name.endswith(".safetensors"):
                 problems.append(f"member {name!r} is not a .safetensors file name inside the bundle")
+        if self.member_sha256:
+            problems += _hash_problems(self.members, self.member_sha256)
         if problems:
             raise BundleError(f"model bundle {source}: " + "; ".join(problems))
+
+
+def _hash_problems(members: tuple[str, ...], recorded: Mapping[str, Any]) -> list[str]:
+    """What is wrong with a non-empty ``member_sha256``: it needs one 64-digit hex string per member, no more."""
+    problems = [f"member_sha256 records no SHA-256 for member {m}" for m in members if m not in recorded]
+    problems += [f"member_sha256 names {k!r}, which is not a member" for k in recorded if k not in members]
+    problems += [f"member_sha256[{k!r}] is not a SHA-256 (64 hex digits)" for k, v in recorded.items()
+                 if not (isinstance(v, str) and _SHA256.fullmatch(v.lower()))]
+    return problems
 
 
 def _triple(value: Iterable[Any]) -> tuple[float, float, float]:
@@ -175,7 +203,45 @@ def load_bundle(path: str | Path | None = None) -> ModelBundle:
         if not (root / member).is_file():
             what = "is not a file" if (root / member).exists() else "is missing"
             raise BundleError(f"model bundle {root}: member file {member} {what}")
+    if not config.member_sha256:
+        log.debug("model bundle %s records no SHA-256 for its members (written before wsi-amf recorded them): "
+                  "their bytes are not checked", root)
+    for member in config.members:
+        check_member(root, member, config.member_sha256.get(member))
     return ModelBundle(path=root, config=config)
+
+
+def check_member(root: Path, name: str, sha256: str | None) -> None:
+    """BundleError unless member file ``name`` parses as safetensors, has the SHA-256 ``sha256`` (when one is
+    recorded) and holds only finite floating-point values."""
+    from safetensors import SafetensorError, deserialize
+
+    try:
+        data = (root / name).read_bytes()
+        tensors = deserialize(data)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _unreadable(root, name, exc) from None
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256.lower():
+        raise BundleError(f"model bundle {root}: {name} does not match its recorded SHA-256 (the file is damaged or "
+                          "was replaced); restore the bundle from its source, or retrain it")
+    del data
+    for key, view in tensors:
+        bits = _NON_FINITE_BITS.get(str(view["dtype"]))
+        if bits is not None and _has_non_finite(view["data"], *bits):
+            raise BundleError(f"model bundle {root}: {name}: tensor {key!r} holds NaN or infinite values (damaged "
+                              "weights, or a training run that diverged); this member cannot be used")
+
+
+def _has_non_finite(buffer: Any, dtype: str, mask: int) -> bool:
+    """Whether any value of the little-endian float ``buffer`` has every bit of ``mask`` set."""
+    import numpy as np
+
+    raw = np.frombuffer(buffer, dtype=dtype)
+    return bool(np.any((raw & raw.dtype.type(mask)) == mask))
+
+
+def _unreadable(root: Path, name: str, exc: BaseException) -> BundleError:
+    return BundleError(f"model bundle {root}: {name} is not a readable safetensors file ({one_line(exc)})")
 
 
 def save_bundle(path: str | Path, config: BundleConfig, state_dicts: list[Mapping[str, Any]], *, fp16: bool = False) -> ModelBundle:
@@ -197,7 +263,8 @@ def save_bundle(path: str | Path, config: BundleConfig, state_dicts: list[Mappin
         tmp = root / f".{name}.tmp-{os.getpid()}"
         save_file(tensors, str(tmp))  # created with the umask's permissions, renamed into place
         os.replace(tmp, root / name)
-    config = replace(config, members=names)
+    digests = {name: hashlib.sha256((root / name).read_bytes()).hexdigest() for name in names}
+    config = replace(config, members=names, member_sha256=digests)
     config.validate(root)
     atomic_write_text(root / BUNDLE_FILE, json.dumps(config.to_json(), indent=2) + "\n")
     return ModelBundle(path=root, config=config)
@@ -218,7 +285,7 @@ def build_member(bundle: ModelBundle, index: int):  # -> torch.nn.Module
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise BundleError(f"model bundle {bundle.path}: {path.name} is not a readable safetensors file ({exc})") from None
+        raise _unreadable(bundle.path, path.name, exc) from None
     try:
         model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     except RuntimeError as exc:

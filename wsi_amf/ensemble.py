@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from .bundle import ModelBundle, build_member, load_bundle
-from .errors import OptionError
+from .errors import BundleError, OptionError
 from .onnx_graphs import member_graph
 from .preprocess import Preprocess, dihedral
 
@@ -102,6 +102,8 @@ class Ensemble:
         arch = self.bundle.config.architecture
         try:
             graphs = [member_graph(self.bundle, k, lambda k=k: member(k)) for k in range(len(self.bundle.config.members))]
+        except BundleError:  # a member that does not fit its architecture: the bundle's fault, whatever the engine
+            raise
         except Exception as exc:  # export support differs between architectures
             if engine != "auto":
                 raise OptionError(f"--engine {engine}: {arch} cannot be exported to ONNX ({_first_line(exc)})") from None

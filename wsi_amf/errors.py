@@ -34,6 +34,10 @@ class ReportError(WsiAmfError):
     """A results directory (summary, table, cohort) cannot be read into a report."""
 
 
+class OutputError(WsiAmfError):
+    """An output file cannot be written (a full disk, no permission)."""
+
+
 class OptionError(WsiAmfError):
     """An option has a value that cannot be used (the CLI maps it to exit code 2)."""
 

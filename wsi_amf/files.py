@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +22,28 @@ def read_text(path: Path, *, what: str, error: type[WsiAmfError]) -> str:
     return decode_text(read_bytes(path, what=what, error=error), where=f"{what} {path}", error=error)
 
 
-def read_bytes(path: Path, *, what: str, error: type[WsiAmfError], size: int = -1) -> bytes:
-    """The file's first ``size`` bytes (all by default); ``error`` if it is missing, a folder or unreadable."""
+#: The path that means standard input where a reader accepts it (``--points -``).
+STDIN = Path("-")
+
+
+def is_stream(path: Path) -> bool:
+    """Whether ``path`` can be read only once: standard input (``-``), a pipe or FIFO (process substitution's
+    ``/dev/fd/N`` too) or a character device. False for regular files, folders and paths that do not exist."""
+    if path == STDIN:
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def read_bytes(path: Path, *, what: str, error: type[WsiAmfError], size: int = -1, stdin: bool = False) -> bytes:
+    """The file's first ``size`` bytes (all by default); ``error`` if it is missing, a folder or unreadable.
+    With ``stdin``, the path ``-`` is standard input, read to its end whatever ``size`` (it can be read once)."""
+    if stdin and path == STDIN:
+        data = _read_stdin(what=what, error=error)
+        return data if size < 0 else data[:size]
     try:
         if path.is_dir():
             raise error(f"{what} {path} is a directory, not a file")
@@ -31,7 +54,24 @@ def read_bytes(path: Path, *, what: str, error: type[WsiAmfError], size: int = -
     except PermissionError:
         raise error(f"{what} {path} cannot be read (permission denied)") from None
     except (OSError, ValueError) as exc:
-        raise error(f"{what} {path} cannot be read ({getattr(exc, 'strerror', None) or one_line(exc)})") from None
+        raise error(f"{what} {path} cannot be read ({_reason(exc)})") from None
+
+
+def _read_stdin(*, what: str, error: type[WsiAmfError]) -> bytes:
+    where = f"{what} - (standard input)"
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:
+        raise error(f"{where} cannot be read: standard input is closed")
+    try:
+        if stream.isatty():
+            raise error(f"{where} is a terminal; pipe or redirect the file into it (... - < FILE)")
+        return bytes(stream.read())
+    except (OSError, ValueError) as exc:
+        raise error(f"{where} cannot be read ({_reason(exc)})") from None
+
+
+def _reason(exc: OSError | ValueError) -> str:
+    return getattr(exc, "strerror", None) or one_line(exc)
 
 
 def decode_text(data: bytes, *, where: str, error: type[WsiAmfError], hint: str = "") -> str:

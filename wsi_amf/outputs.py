@@ -6,11 +6,16 @@ reader (or an interrupted run) never sees half a file.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
+import hashlib
 import io
 import json
+import logging
 import math
 import os
+import re
 import tempfile
 import uuid
 from contextlib import contextmanager
@@ -19,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import numpy as np
 
+from .errors import OutputError
 from .hotspot import find_hotspot
 from .quantify import wilson_interval
 from .roi import BREAST_COUNT_AREA_MM2, roi_summary
@@ -27,6 +33,7 @@ if TYPE_CHECKING:
     from .quantify import ShareEstimate
     from .screen import ScreenResult
 
+log = logging.getLogger(__name__)
 AMF_CLASS = "Atypical mitotic figure"
 NMF_CLASS = "Normal mitotic figure"
 AMF_COLOR = [220, 20, 60]
@@ -38,21 +45,31 @@ _UUID_NAMESPACE = uuid.UUID("6d1c9a5e-3b7e-4f0a-9a51-2f1d0c7a6b11")
 def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[Any]:
     """Open a temporary file beside ``path``; rename it over ``path`` only if the block succeeds."""
     dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _temp_beside(dest)
+    except OSError as exc:
+        raise _write_error(dest, exc) from None
+    try:
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, dest)
-    except BaseException:
-        try:
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        if isinstance(exc, OSError):
+            raise _write_error(dest, exc) from None
         raise
+
+
+def _temp_beside(dest: Path) -> tuple[int, str]:
+    """A new temporary file beside ``dest``, named ``.<name>.<pid>.<random>.tmp`` (``remove_leftovers`` knows
+    it), with the usual permissions (mkstemp makes 0600)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp", dir=dest.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
+    return fd, tmp
 
 
 def _umask() -> int:
@@ -169,6 +186,8 @@ def summary_dict(result: ScreenResult) -> dict[str, Any]:
         "n_skipped": len(result.points) - n_cls,
         "n_skipped_outside_slide": int(np.sum(result.status == "outside_slide")),
         "n_skipped_outside_roi": int(np.sum(result.status == "outside_roi")),
+        "n_skipped_background": int(np.sum(result.status == "background")),
+        "background_px": [[float(v) for v in xy] for xy in result.points.xy[result.status == "background"][:1000]],
         "n_duplicates_merged": result.points.n_duplicates,
         "n_filtered": result.points.n_filtered,
         "n_atypical": n_amf,
@@ -189,7 +208,8 @@ def summary_dict(result: ScreenResult) -> dict[str, Any]:
         "tta": result.engine["tta"],
         "model": result.model,
         "engine": result.engine,
-        "cache": {"path": str(result.cache_path), "patches_read_from_slide": result.n_read, "patches_from_cache": result.n_cached},
+        "cache": {"path": str(result.cache_path), "mode": result.cache_mode, "patches_read_from_slide": result.n_read,
+                  "patches_from_cache": result.n_cached},
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
         "roi": None,
         "score_histogram": result.histogram().to_json(),
@@ -235,17 +255,124 @@ def _roi_estimate(est: ShareEstimate, area_mm2: float) -> dict[str, Any]:
 
 
 def write_outputs(result: ScreenResult, out_dir: str | Path, *, export: Iterable[str] = ()) -> dict[str, Path]:
-    """Write ``<stem>.geojson``, ``<stem>.csv``, ``<stem>.summary.json`` and the ``export`` files into ``out_dir``."""
+    """Write ``<stem>.geojson``, ``<stem>.csv``, ``<stem>.summary.json`` and the ``export`` files into ``out_dir``
+    as one set: the summary records every other file's SHA-256 and is replaced last.
+
+    Every file is rendered, then written under a temporary name beside its destination (so a failure leaves no
+    file behind); the old summary is removed, the files are renamed into place and the summary comes last. A
+    run killed at any moment leaves the old set whole, or files without a summary (no set), or the new set:
+    never a summary beside files of another run (``check_output_set`` tells). Temporary files left by a killed
+    run are removed by the next one.
+    """
     from .exports import export_files  # exports renders the same result: it imports this module
 
     out = Path(out_dir)
-    # Render everything first, so that a failure leaves no file behind.
+    out.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out)
     files = {
         "geojson": (out / f"{result.stem}.geojson", geojson_text(result)),
         "csv": (out / f"{result.stem}.csv", table_text(result)),
-        "summary": (out / f"{result.stem}.summary.json", json.dumps(result.summary(), indent=2, allow_nan=False) + "\n"),
         **export_files(result, out, export),
     }
-    for path, text in files.values():
-        atomic_write_text(path, text)
+    summary = {**result.summary(), "files": {kind: {"name": path.name, "sha256": _sha256(text)}
+                                            for kind, (path, text) in files.items()}}
+    files["summary"] = (out / f"{result.stem}.summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, text in files.values():
+            staged.append((_stage(path, text), path))
+        files["summary"][0].unlink(missing_ok=True)  # from here on, until the last rename, no set is complete
+        for i, (tmp, path) in enumerate(staged):
+            os.replace(tmp, path)
+            if _KILL_AFTER_RENAMES is not None and i + 1 == _KILL_AFTER_RENAMES:  # tests: kill -9 mid-set
+                os.kill(os.getpid(), 9)
+    except BaseException:
+        for tmp, _ in staged:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        raise
     return {key: path for key, (path, _) in files.items()}
+
+
+_KILL_AFTER_RENAMES = int(os.environ["WSI_AMF_TEST_KILL_AFTER_RENAMES"]) if os.environ.get(
+    "WSI_AMF_TEST_KILL_AFTER_RENAMES") else None
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _stage(dest: Path, text: str) -> str:
+    """``text`` written and synced under a temporary name beside ``dest`` (tagged with this process's id)."""
+    try:
+        fd, tmp = _temp_beside(dest)
+    except OSError as exc:
+        raise _write_error(dest, exc) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise _write_error(dest, exc) from None
+    return tmp
+
+
+def _write_error(dest: Path, exc: OSError) -> OutputError:
+    if exc.errno == errno.ENOSPC:
+        return OutputError(f"output {dest}: the disk is full; free space or choose another --out")
+    return OutputError(f"output {dest}: cannot be written ({exc.strerror or exc})")
+
+
+_LEFTOVER = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
+
+
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Remove the temporary files that runs killed half way left in ``folder`` (those of live processes stay)."""
+    removed = []
+    for path in folder.glob(".*.tmp"):
+        m = _LEFTOVER.match(path.name)
+        if m is None or _alive(int(m.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(path)
+    if removed:
+        log.info("%s: removed %d temporary file(s) left by an interrupted run", folder, len(removed))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_output_set(summary_path: str | Path) -> str | None:
+    """Why the outputs named by a summary are not the set it was written with (None when they are): a file
+    missing or with another SHA-256 than the summary records (a run killed between renames, a hand edit)."""
+    path = Path(summary_path)
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"summary {path} is not readable ({exc})"
+    recorded = summary.get("files") if isinstance(summary, dict) else None
+    if not isinstance(recorded, dict):
+        return None  # written before output sets were recorded: nothing to check
+    for kind, entry in recorded.items():
+        f = path.parent / str(entry.get("name", ""))
+        try:
+            digest = hashlib.sha256(f.read_bytes()).hexdigest()
+        except OSError:
+            return f"{kind} file {f} of summary {path} is missing"
+        if digest != entry.get("sha256"):
+            return f"{kind} file {f} is not the one summary {path} was written with (another run's, or edited)"
+    return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import queue
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from .bundle import ModelBundle
-from .cache import CHUNK, PatchCache, open_cache
+from .cache import CHUNK, DEFAULT_MAX_GB, PatchCache, open_cache
 from .ensemble import Ensemble, open_ensemble
 from .errors import OptionError, PointsError
 from .exports import check_exports
@@ -31,7 +32,7 @@ from .points import Points, PointsOptions, SlideContext
 from .quantify import Reference, ScoreHistogram, ShareEstimate, estimate, load_reference
 from .roi import Roi, read_roi
 from .slide import PatchReader, Slide, check_mpp_option
-from .stain import StainRange, patch_stain, slide_stain
+from .stain import BACKGROUND_TISSUE, StainRange, patch_stats, slide_stain
 
 log = logging.getLogger(__name__)
 _DONE = object()
@@ -46,7 +47,7 @@ class ScreenResult:
     mpp_source: str
     dimensions: tuple[int, int]
     points: Points
-    status: np.ndarray  # str per candidate: "ok" | "outside_slide" | "outside_roi"
+    status: np.ndarray  # str per candidate: "ok" | "outside_slide" | "outside_roi" | "background"
     p_atypical: np.ndarray  # the ensemble's score per candidate (uncalibrated; calls are score >= threshold), NaN when skipped
     threshold: float
     model: dict[str, Any]
@@ -56,6 +57,7 @@ class ScreenResult:
     n_cached: int
     timings: dict[str, float]
     outputs: dict[str, Path] = field(default_factory=dict)
+    cache_mode: str = "rw"  # "rw", "r" (read-only: nothing kept) or "none" (--no-cache)
     roi: Roi | None = None  # the region of interest, clipped to the slide
     output_stem: str | None = None  # names the output files; None: the slide's file stem
     reference: Reference | None = None  # the bundle's calibration and out-of-fold figures (None: uncorrected ratios)
@@ -148,6 +150,8 @@ def screen(
     model: Ensemble | ModelBundle | str | Path | None = None,
     out: str | Path | None = None,
     cache_dir: str | Path | None = None,
+    cache: bool = True,
+    cache_max_gb: float | None = DEFAULT_MAX_GB,
     mpp: float | None = None,
     roi: Roi | str | Path | None = None,
     export: Sequence[str] = (),
@@ -187,17 +191,25 @@ def screen(
         cfg = ensemble.bundle.config
         reference, stain_range = _quantification(ensemble.bundle)
         thr = cfg.threshold if threshold is None else float(threshold)
-        with open_cache(cache_dir, sl.path, sl.identity(), size=cfg.patch_size, mpp=cfg.mpp) as cache:
+        with open_cache(cache_dir, sl.path, sl.identity(), size=cfg.patch_size, mpp=cfg.mpp, enabled=cache,
+                        max_gb=cache_max_gb) as pc:
             cache_idx = np.full(len(pts), -1, dtype=np.int64)
-            cache_idx[order] = cache.locate(pts.xy[order])
+            cache_idx[order] = pc.locate(pts.xy[order])
+            _check_space(pc, np.unique(cache_idx[order]))
             timings["prepare"] = time.perf_counter() - t0
-            probs, stains, n_read, n_cached, t_read = _classify(sl, cache, np.unique(cache_idx[order]), ensemble,
+            probs, stains, n_read, n_cached, t_read = _classify(sl, pc, np.unique(cache_idx[order]), ensemble,
                                                                 batch_size=batch_size, workers=workers, progress=progress)
-            cache_path = cache.path
+            cache_path, cache_mode = pc.path, pc.mode
         p = np.full(len(pts), np.nan)
         p[order] = probs[cache_idx[order]] if len(order) else []
-        st = np.full((len(pts), 2), np.nan)
-        st[order] = stains[cache_idx[order]] if len(order) else np.empty((0, 2))
+        st = np.full((len(pts), 3), np.nan)
+        st[order] = stains[cache_idx[order]] if len(order) else np.empty((0, 3))
+        glass = (status == "ok") & (st[:, 2] < BACKGROUND_TISSUE)
+        if glass.any():
+            status[glass] = "background"
+            log.warning("slide %s: %d of %d candidates lie on glass (their patch centre is less than %d%% tissue): "
+                        "status background, outside the counts", sl.path, int(glass.sum()), len(pts),
+                        round(100 * BACKGROUND_TISSUE))
         timings["read"] = t_read
         timings["total"] = time.perf_counter() - t0
         info = ensemble.info
@@ -207,8 +219,8 @@ def screen(
             model={**ensemble.bundle.describe(), "bundle_threshold": cfg.threshold},
             engine={"device": info.device, "engine": info.engine, "tta": info.tta, "autocast": info.autocast_dtype,
                     "batch_size": batch_size},
-            cache_path=cache_path, n_read=n_read, n_cached=n_cached, timings=timings, roi=region,
-            output_stem=stem, reference=reference, stain=st, stain_range=stain_range,
+            cache_path=cache_path, cache_mode=cache_mode, n_read=n_read, n_cached=n_cached, timings=timings, roi=region,
+            output_stem=stem, reference=reference, stain=st[:, :2], stain_range=stain_range,
         )
     if out is not None:
         outputs = write_outputs(result, out, export=export)
@@ -242,6 +254,23 @@ def _quantification(bundle: ModelBundle) -> tuple[Reference | None, StainRange |
     return reference, stain_range
 
 
+def _check_space(cache: PatchCache, needed: np.ndarray) -> None:
+    """Warn when the patches this run will add to the cache need more space than its disk has free."""
+    if not cache.keeps:
+        return
+    n_missing = int((~cache.filled[needed]).sum()) if len(needed) else 0
+    if n_missing == 0:
+        return
+    need = cache.missing_bytes(n_missing)
+    try:
+        free = shutil.disk_usage(cache.slide_dir).free
+    except OSError:
+        return
+    if need > free:
+        log.warning("patch cache %s: the %d patches to read need about %.1f GB, the disk has %.1f GB free; pass "
+                    "--cache DIR on another disk or --no-cache", cache.slide_dir, n_missing, need / 1e9, free / 1e9)
+
+
 def check_options(*, batch_size: int = 64, threshold: float | None = None, mpp: float | None = None) -> None:
     """OptionError for a screening option no slide can use (checked once for a whole batch)."""
     if batch_size < 1:
@@ -259,6 +288,7 @@ def fill_cache(
     patch_mpp: float,
     points_options: PointsOptions | None = None,
     cache_dir: str | Path | None = None,
+    cache_max_gb: float | None = DEFAULT_MAX_GB,
     mpp: float | None = None,
     roi: Roi | str | Path | None = None,
     workers: int = 4,
@@ -274,7 +304,9 @@ def fill_cache(
     """
     with Slide(slide, mpp=mpp) as sl:
         pts, _, order, _ = _candidates(sl, points, points_options, roi)
-        with open_cache(cache_dir, sl.path, sl.identity(), size=patch_size, mpp=patch_mpp) as cache:
+        with open_cache(cache_dir, sl.path, sl.identity(), size=patch_size, mpp=patch_mpp, max_gb=cache_max_gb) as cache:
+            if not cache.keeps:  # a read-only cache: nothing to fill
+                return 0
             needed = np.unique(cache.locate(pts.xy[order]))
             missing = needed[~cache.filled[needed]]
             stats = {"read": 0, "cached": 0, "t_read": 0.0}
@@ -310,34 +342,36 @@ def _candidates(sl: Slide, points: Points | str | Path, points_options: PointsOp
 
 
 def _check_points_on_slide(pts: Points, slide: Slide, inside: np.ndarray) -> None:
-    """PointsError when the candidates cannot belong to the slide: all within its size in millimetres (a
-    file in millimetres read as pixels), or all outside it (``inside``: another slide's file, another unit)."""
+    """PointsError when the candidates cannot belong to the slide: all outside it (``inside``: another slide's
+    file, another unit; negative coordinates count as outside), or all within its size in millimetres (a file
+    in millimetres read as pixels)."""
     if len(pts) == 0:
         return
     w, h = slide.dimensions
-    x_max, y_max = (float(v) for v in pts.xy.max(axis=0))
+    (x_min, y_min), (x_max, y_max) = pts.xy.min(axis=0).tolist(), pts.xy.max(axis=0).tolist()
+    if not inside.any():
+        raise PointsError(
+            f"points file {pts.source}: all {len(pts)} candidates lie outside the slide ({w} x {h} pixels; "
+            f"candidates at x {x_min:g} to {x_max:g}, y {y_min:g} to {y_max:g}); are they another slide's, or in "
+            "another unit?"
+        )
     w_mm, h_mm = w * slide.mpp / 1000.0, h * slide.mpp / 1000.0
     if x_max <= w_mm and y_max <= h_mm:
         raise PointsError(
             f"points file {pts.source}: every coordinate lies within {x_max:g} x {y_max:g}, inside the slide's size in "
             f"millimetres ({w_mm:g} x {h_mm:g}); coordinates must be level-0 pixels, not millimetres"
         )
-    if not inside.any():
-        raise PointsError(
-            f"points file {pts.source}: all {len(pts)} candidates lie outside the slide ({w} x {h} pixels; "
-            f"candidates up to x {x_max:g}, y {y_max:g}); are they another slide's, or in another unit?"
-        )
 
 
 def _classify(
     slide: Slide, cache: PatchCache, needed: np.ndarray, ensemble: Ensemble, *, batch_size: int, workers: int, progress: bool
 ) -> tuple[np.ndarray, int, int, float]:
-    """P(atypical) and the patch stain statistics (``stain.patch_stain``) for every needed cache index (arrays
+    """P(atypical) and the patch stain statistics (``stain.patch_stats``) for every needed cache index (arrays
     indexed by cache index); counts read / cached."""
     from tqdm.auto import tqdm
 
     probs = np.full(len(cache), np.nan)
-    stains = np.full((len(cache), 2), np.nan)
+    stains = np.full((len(cache), 3), np.nan)  # H, E, tissue share
     if len(needed) == 0:
         return probs, stains, 0, 0, 0.0
     n_missing = int((~cache.filled[needed]).sum())
@@ -397,7 +431,7 @@ def _run_batch(ensemble: Ensemble, pend_idx: list, pend: list, batch_size: int, 
     patches = np.concatenate(pend) if len(pend) > 1 else pend[0]
     take = min(batch_size, len(idx))
     probs[idx[:take]] = ensemble.predict(patches[:take])
-    stains[idx[:take]] = patch_stain(patches[:take])
+    stains[idx[:take]] = patch_stats(patches[:take])
     bar.update(take)
     pend_idx.clear()
     pend.clear()

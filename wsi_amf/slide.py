@@ -137,6 +137,11 @@ class Slide:
         return best
 
     def contains(self, xy: np.ndarray) -> np.ndarray:
+        """Whether each level-0 ``(x, y)`` lies on the slide: ``0 <= x < width`` and ``0 <= y < height``.
+
+        Pixel ``i`` spans ``[i, i + 1)``, so any negative coordinate, even -0.4 (which would round into the
+        first pixel), lies outside, as does ``x == width``: left of / above the slide is treated like beyond it.
+        """
         w, h = self.dimensions
         x, y = xy[:, 0], xy[:, 1]
         return (x >= 0) & (y >= 0) & (x < w) & (y < h)

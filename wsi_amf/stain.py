@@ -6,7 +6,9 @@ E concentration over the tissue pixels (OD sum above ``TISSUE_OD``) of its centr
 
 A bundle records the range, over its training slides, of each slide's median patch H and E (``StainRange``);
 a screened slide whose own medians fall outside it was stained or scanned unlike anything the model was
-trained on, and its summary says so (``domain_warning``). ``training/augment.py`` uses the same vectors.
+trained on, and its summary says so (``domain_warning``). A candidate whose patch centre is mostly glass
+(its tissue share from ``patch_stats`` below ``BACKGROUND_TISSUE``; every training figure's is at least half tissue) is not a
+mitotic figure: screening gives it the status ``background``. ``training/augment.py`` uses the same vectors.
 """
 
 from __future__ import annotations
@@ -26,23 +28,30 @@ _OD_LUT = (-np.log(np.maximum(np.arange(256), 1) / 255.0)).astype(np.float32)
 STAINS = ("haematoxylin", "eosin")
 
 
-def patch_stain(patches: np.ndarray, *, centre: float = 0.5) -> np.ndarray:
-    """``[N, 2]`` mean haematoxylin and eosin concentration of each ``uint8 [N, S, S, 3]`` patch's central
-    ``centre`` fraction, over its tissue pixels (NaN for a patch of glass)."""
+def patch_stats(patches: np.ndarray, *, centre: float = 0.5, step: int = 2) -> np.ndarray:
+    """``[N, 3]`` per ``uint8 [N, S, S, 3]`` patch: the mean haematoxylin and eosin concentration over the tissue
+    pixels of its central ``centre`` fraction (NaN for a patch of glass), and the share of tissue pixels there.
+    Every ``step``-th pixel of each row and column is used (the means of a 64 x 64 centre barely move; a
+    quarter of the work)."""
     x = np.asarray(patches)
     if x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"patches must be [N, S, S, 3], not {x.shape}")
     s = x.shape[1]
     lo = int(round(s * (1 - centre) / 2))
-    core = x[:, lo:s - lo, lo:s - lo, :]
+    core = x[:, lo:s - lo:step, lo:s - lo:step, :]
     od = _OD_LUT[core].reshape(len(x), -1, 3)  # [N, P, 3]
     tissue = od.sum(axis=2) > TISSUE_OD
-    hed = od @ _HED_FROM_RGB  # [N, P, 3]
     n = tissue.sum(axis=1)
+    out = np.empty((len(x), 3))
     with np.errstate(invalid="ignore", divide="ignore"):
-        means = (hed[:, :, :2] * tissue[:, :, None]).sum(axis=1) / n[:, None]
-    means[n == 0] = np.nan
-    return means.astype(np.float64)
+        # The projection is linear: project the tissue pixels' summed optical density, not every pixel.
+        out[:, :2] = (np.einsum("npc,np->nc", od, tissue.astype(np.float32)) @ _HED_FROM_RGB[:, :2]) / n[:, None]
+    out[n == 0, :2] = np.nan
+    out[:, 2] = n / od.shape[1]
+    return out
+
+
+BACKGROUND_TISSUE = 0.2  # a candidate whose patch centre is less tissue than this is on glass (training: >= 0.52)
 
 
 def slide_stain(stain: np.ndarray) -> dict[str, float] | None:

@@ -5,12 +5,13 @@ The contract (read by the cohort report)::
     {"version": 1, "created", "model", "options", "n_slides", "n_ok", "n_failed", "n_skipped",
      "pooled": {"n_slides", "n_classified", "n_atypical", "called_amf_ratio", "amf_ratio", "amf_ratio_ci95",
                 "amf_ratio_method", "estimated_n_atypical", "atypical_to_normal_ratio", "atypical_to_normal_ratio_ci95"},
-     "slides": [{"slide", "stem", "points", "roi", "status": "ok" | "failed" | "skipped", "error",
+     "slides": [{"slide", "stem", "points", "roi", "status": "ok" | "failed" | "skipped", "reused", "error",
                  "n_candidates", "n_classified", "n_atypical", "n_normal", "called_amf_ratio",
                  "amf_ratio", "amf_ratio_ci95", "amf_ratio_method", "estimated_n_atypical",
                  "atypical_to_normal_ratio", "atypical_to_normal_ratio_ci95", "domain_warning", "ratio_warning",
                  "summary", "geojson", "csv", "report", "seconds"}]}
 
+``reused``: the row of a slide finished by an earlier run (up to date), kept as that run recorded it.
 ``n_atypical`` / ``n_normal`` count the calls; ``amf_ratio`` is the estimated share of atypical figures
 (``wsi_amf.quantify``). The pooled entry treats every slide with a summary as one set of candidates (their
 score histograms added), estimated like a slide. Paths of per-slide outputs are relative to OUT. The CSV has
@@ -37,7 +38,7 @@ COUNTS = ("n_candidates", "n_classified", "n_atypical", "n_normal", "called_amf_
           "domain_warning", "ratio_warning")
 INTERVALS = ("amf_ratio_ci95", "atypical_to_normal_ratio_ci95")
 OUTPUT_KINDS = ("summary", "geojson", "csv", "report")
-ROW_KEYS = ("slide", "stem", "points", "roi", "status", "error", *COUNTS, *OUTPUT_KINDS, "seconds")
+ROW_KEYS = ("slide", "stem", "points", "roi", "status", "reused", "error", *COUNTS, *OUTPUT_KINDS, "seconds")
 CSV_COLUMNS = tuple(c for k in ROW_KEYS for c in ((f"{k}_low", f"{k}_high") if k in INTERVALS else (k,)))
 HISTOGRAM = "_histogram"  # a row's score histogram (for the pooled ratio; not written)
 
@@ -53,7 +54,7 @@ def slide_row(job: SlideJob, *, status: str, error: str | None = None, summary: 
         "slide": str(job.slide), "stem": job.stem,
         "points": str(job.points) if job.points is not None else None,
         "roi": str(job.roi) if job.roi is not None else None,
-        "status": status, "error": error,
+        "status": status, "reused": False, "error": error,
     }
     row.update({k: summary.get(k) for k in COUNTS})
     row.update({k: outputs.get(k) for k in OUTPUT_KINDS})

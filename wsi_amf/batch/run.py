@@ -17,7 +17,7 @@ from ..errors import OptionError, SlideError
 from ..points import PointsOptions
 from ..quantify import load_reference
 from . import resume
-from .cohort import jsonable, read_summary, slide_row, write_cohort
+from .cohort import HISTOGRAM, jsonable, read_summary, slide_row, write_cohort
 from .jobs import DEFAULT_POINTS_PATTERNS, SLIDE_SUFFIXES, SlideJob, folder_jobs, manifest_jobs
 
 if TYPE_CHECKING:
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
 EXECUTORS = ("local", "ray")
 PER_SLIDE = frozenset({"points_options", "model", "out", "progress", "stem"})  # screen() arguments batch sets itself
-UP_TO_DATE = "up to date: outputs of an earlier run with the same slide, points, model and options (--force redoes it)"
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,11 @@ class BatchResult:
     @property
     def n_skipped(self) -> int:
         return self.count("skipped")
+
+    @property
+    def n_reused(self) -> int:
+        """Slides finished by an earlier run (up to date): their rows as that run recorded them."""
+        return sum(bool(r.get("reused")) for r in self.rows)
 
 
 def screen_batch(
@@ -112,27 +116,47 @@ def screen_batch(
     options = {**screen_options, "points_options": points_options}
     describe = {**bundle.describe(), "bundle_threshold": bundle.config.threshold, "sha256": model_digest}
     recorded = jsonable({**options, "executor": executor, "prefetch": prefetch, "force": force})
-
-    rows, todo = _triage(jobs, out, model_digest=model_digest, options=options, force=force)
     reference = load_reference(bundle.config.quantification, source=str(bundle.path))
 
-    def table() -> dict[str, Path]:
+    def write(rows: dict[str, dict[str, Any]]) -> dict[str, Path]:
         ordered = [rows[j.stem] for j in jobs if j.stem in rows]
         return write_cohort(out, ordered, created=started, model=describe, options=recorded, reference=reference)
 
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with resume.locked(out):  # a second batch into the same folder refuses here, before it writes anything
+            rows, todo = _triage(jobs, out, model_digest=model_digest, options=options, force=force)
+            _run(rows, todo, write=write, out=out, worker=worker, bundle=bundle, model=model,
+                 screen_options=screen_options, points_options=points_options, prefetch=prefetch, progress=progress,
+                 on_row=on_row, ray_address=ray_address, ray_actors=ray_actors)
+            files = write(rows)
+            if screen_options.get("report"):
+                from ..report import cohort_report
+
+                files["report"] = cohort_report(out)
+    finally:
+        if worker is not None:
+            worker.close()
+    return BatchResult(out=out, rows=tuple(rows[j.stem] for j in jobs), files=files)
+
+
+def _run(rows: dict[str, dict[str, Any]], todo: list[tuple[SlideJob, str]], *,
+         write: Callable[[dict[str, dict[str, Any]]], Any], out: Path, worker: Any, bundle: ModelBundle, model: Any,
+         screen_options: dict[str, Any], points_options: PointsOptions, prefetch: bool, progress: bool,
+         on_row: Callable[[dict[str, Any]], None] | None, ray_address: str | None, ray_actors: int | None) -> None:
+    """Screen the slides of ``todo`` into ``rows``, rewriting the cohort table after each."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(todo), desc="slides", unit="slide", disable=not progress or not todo)
 
     def finished(row: dict[str, Any]) -> None:
         rows[row["stem"]] = row
-        table()
+        write(rows)
         bar.update(1)
         if on_row is not None:
             on_row(row)
 
-    out.mkdir(parents=True, exist_ok=True)
-    table()
+    write(rows)
     try:
         if worker is not None:
             from .executors import run_local
@@ -147,14 +171,6 @@ def screen_batch(
                     address=ray_address, actors=ray_actors)
     finally:
         bar.close()
-        if worker is not None:
-            worker.close()
-    files = table()
-    if screen_options.get("report"):
-        from ..report import cohort_report
-
-        files["report"] = cohort_report(out)
-    return BatchResult(out=out, rows=tuple(rows[j.stem] for j in jobs), files=files)
 
 
 def _triage(jobs: Sequence[SlideJob], out: Path, *, model_digest: str, options: dict[str, Any], force: bool
@@ -169,11 +185,16 @@ def _triage(jobs: Sequence[SlideJob], out: Path, *, model_digest: str, options: 
         fp = resume.fingerprint(job, model_digest=model_digest, options=options)
         done = None if force else resume.up_to_date(out, job.stem, fp)
         try:
-            summary = read_summary(out, done) if done else None
+            summary = read_summary(out, done[0]) if done else None
         except (OSError, ValueError):
             summary = None
         if done and summary is not None:
-            rows[job.stem] = slide_row(job, status="skipped", error=UP_TO_DATE, summary=summary, outputs=done)
+            outputs, recorded = done
+            row = slide_row(job, status="ok", summary=summary, outputs=outputs)  # its histogram, for the pooled ratio
+            if recorded is not None:  # the row as the run that screened the slide wrote it
+                row.update({k: recorded[k] for k in recorded if k in row and k != HISTOGRAM})
+            row["reused"] = True
+            rows[job.stem] = row
         else:
             todo.append((job, fp))
     return rows, todo

@@ -75,8 +75,8 @@ class SlideWorker:
             finally:
                 self._screening.clear()
             outputs = {kind: _relative(path, self.out) for kind, path in result.outputs.items()}
-            resume.record(self.out, job.stem, fingerprint, outputs)
-            summary = result.summary()
+            row = slide_row(job, status="ok", summary=result.summary(), outputs=outputs, seconds=time.perf_counter() - t0)
+            resume.record(self.out, job.stem, fingerprint, outputs, row)
         except WsiAmfError as exc:
             return slide_row(job, status="failed", error=str(exc), seconds=time.perf_counter() - t0)
         except MemoryError:
@@ -86,18 +86,19 @@ class SlideWorker:
             log.debug("slide %s failed", job.slide, exc_info=True)
             return slide_row(job, status="failed", error=f"slide {job.slide}: unexpected {type(exc).__name__}: "
                              f"{one_line(exc)}", seconds=time.perf_counter() - t0)
-        return slide_row(job, status="ok", summary=summary, outputs=outputs, seconds=time.perf_counter() - t0)
+        return row
 
     def _fill(self, job: SlideJob) -> None:
         """Read ``job``'s missing patches into the cache; any problem is left for ``screen`` to report."""
         from ..screen import fill_cache
 
-        if self._stop.is_set():
+        if self._stop.is_set() or self.options.get("cache") is False:  # without a cache there is nothing to fill
             return
         cfg = self.bundle.config
         try:
             fill_cache(job.slide, job.points, patch_size=cfg.patch_size, patch_mpp=cfg.mpp,
                        points_options=self.points_options, cache_dir=self.options.get("cache_dir"),
+                       cache_max_gb=self.options.get("cache_max_gb"),
                        mpp=self.options.get("mpp"), roi=job.roi or self.options.get("roi"),
                        workers=int(self.options.get("workers", 4)), stop=self._stop, busy=self._screening.is_set)
         except Exception as exc:

@@ -66,12 +66,13 @@ def batch_cmd(ctx: click.Context, slides_dir: Path | None, points_options: Point
 
     result = screen_batch(slides_dir, points_options=points_options, progress=not quiet, on_row=report, **options)
     if not quiet:
-        no_points = [r for r in result.rows if r["status"] == "skipped" and r["summary"] is None]
-        for row in no_points:
-            click.echo(_fmt_row(row))
-        if result.n_skipped > len(no_points):
-            click.echo(f"{result.n_skipped - len(no_points)} slides up to date from an earlier run (--force redoes them)")
-    click.echo(f"{len(result.rows)} slides: {result.n_ok} ok, {result.n_failed} failed, {result.n_skipped} skipped; "
+        for row in result.rows:
+            if row["status"] == "skipped":
+                click.echo(_fmt_row(row))
+        if result.n_reused:
+            click.echo(f"{result.n_reused} slides up to date from an earlier run, their rows reused (--force redoes them)")
+    reused = f" ({result.n_reused} reused)" if result.n_reused else ""
+    click.echo(f"{len(result.rows)} slides: {result.n_ok} ok{reused}, {result.n_failed} failed, {result.n_skipped} skipped; "
                f"cohort table {result.files['csv']}")
     if result.n_failed:
         ctx.exit(1)

@@ -9,6 +9,7 @@ from typing import Any, Callable, Mapping, TypeVar
 
 import click
 
+from ..cache import DEFAULT_MAX_GB
 from ..errors import OptionError, WsiAmfError
 from ..exports import EXPORTS
 
@@ -117,7 +118,13 @@ def screening_options(f: F) -> F:
     for decorator in reversed((
         model_option,
         click.option("--cache", "cache_dir", type=click.Path(path_type=Path), default=None,
-                     help="Patch cache directory. Default: the user cache directory ($WSI_AMF_CACHE overrides)."),
+                     help="Patch cache directory. Default: the user cache directory ($WSI_AMF_CACHE overrides). "
+                          "A folder that cannot be written is used read-only."),
+        click.option("--no-cache", "cache", flag_value=False, default=True,
+                     help="Read every patch from the slide; keep nothing."),
+        click.option("--cache-max-gb", type=click.FloatRange(min=0), default=DEFAULT_MAX_GB, show_default=True,
+                     help="Bound of the patch cache: after a run the least recently used slides are evicted "
+                          "beyond it (0: no bound)."),
         click.option("--mpp", type=float, default=None,
                      help="Slide resolution in um/px, overriding (or supplying) the file's."),
         click.option("--roi", type=click.Path(path_type=Path), default=None,

@@ -15,9 +15,9 @@ if TYPE_CHECKING:
 
 @click.command("screen")
 @click.argument("slide", type=click.Path(path_type=Path))
-@click.option("--points", "points_path", required=True, type=click.Path(path_type=Path),
+@click.option("--points", "points_path", required=True, type=click.Path(path_type=Path, allow_dash=True),
               help="Candidate positions: CSV, QuPath GeoJSON (.gz, .zip), grand-challenge JSON (mm), SlideRunner "
-                   "SQLite or MIDOG++ JSON (see --points-format).")
+                   "SQLite or MIDOG++ JSON (see --points-format). '-' reads standard input; pipes and FIFOs work.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
               help="Output directory (created).")
 @screening_options

@@ -1,4 +1,6 @@
-"""CSV (also semicolon- or tab-separated) points files: one row per point, a header naming the columns."""
+"""CSV (also semicolon- or tab-separated) points files: one row per point, a header naming the columns.
+Coordinates are level-0 pixels from the top-left; a negative one (left of or above the slide) is kept, and
+screening reports it as outside the slide."""
 
 from __future__ import annotations
 
@@ -69,9 +71,9 @@ def read_table(
                 )
             column = x_index
             try:
-                xs.append(_to_coordinate(row[x_index], decimal_comma=decimal_comma))
+                xs.append(_to_float(row[x_index], decimal_comma=decimal_comma))
                 column = y_index
-                ys.append(_to_coordinate(row[y_index], decimal_comma=decimal_comma))
+                ys.append(_to_float(row[y_index], decimal_comma=decimal_comma))
                 if score_index is not None:
                     column = score_index
                     scores.append(_to_score(row[score_index], decimal_comma=decimal_comma))
@@ -147,13 +149,6 @@ def _to_float(text: str, *, decimal_comma: bool = False) -> float:
     number = float(value)
     if not math.isfinite(number):
         raise ValueError(f"is not a finite number ({quote(text)})")
-    return number
-
-
-def _to_coordinate(text: str, *, decimal_comma: bool = False) -> float:
-    number = _to_float(text, decimal_comma=decimal_comma)
-    if number < 0:
-        raise ValueError(f"is negative ({quote(text)}); coordinates are level-0 pixels from the top-left")
     return number
 
 

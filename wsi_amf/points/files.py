@@ -3,6 +3,8 @@
 `load(path)` gives a `Content`: either an SQLite database (read in place by `sliderunner`) or one or more
 texts. A `.gz` file is decompressed (its inner name, `det.geojson` for `det.geojson.gz`, then tells the
 format); a `.zip` archive gives the text of each of its `.geojson` / `.json` members, as QuPath reads it.
+What can be read only once (`-`, standard input; a pipe, process substitution's `/dev/fd/N`; a FIFO) is read
+once, into memory (`-` and `/dev/fd/N` have no extension: their content tells the format).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from wsi_amf.errors import PointsError
-from wsi_amf.files import decode_text, read_bytes
+from wsi_amf.files import decode_text, is_stream, read_bytes
 
 from .model import one_line, quote
 
@@ -39,11 +41,18 @@ class Content:
 
 
 def load(path: Path) -> Content:
-    """The content of `path`; PointsError if it is missing, unreadable, not UTF-8 text or empty."""
+    """The content of `path`; PointsError if it is missing, unreadable, not UTF-8 text or empty.
+
+    `-` (standard input), a pipe or a FIFO is read once, into memory; an SQLite database cannot come that way.
+    """
     where = f"points file {path}"
-    if _read_bytes(path, len(SQLITE_MAGIC)) == SQLITE_MAGIC:
+    stream = is_stream(path)
+    if not stream and _read_bytes(path, len(SQLITE_MAGIC)) == SQLITE_MAGIC:
         return Content(name=path.name, sqlite=True)  # read in place: no need to load a large database
     data = _read_bytes(path)
+    if stream and data.startswith(SQLITE_MAGIC):
+        raise PointsError(f"{where} is an SQLite database coming through a pipe, which SQLite cannot read; "
+                          "save it to a file and pass that file")
     name = path.name
     if data.startswith(_GZIP_MAGIC):
         data = _gunzip(path, data)
@@ -61,8 +70,8 @@ def decode(where: str, data: bytes) -> str:
 
 
 def _read_bytes(path: Path, size: int = -1) -> bytes:
-    """The file's first `size` bytes (all of them by default)."""
-    return read_bytes(path, what="points file", error=PointsError, size=size)
+    """The file's first `size` bytes (all of them by default); `-` is standard input."""
+    return read_bytes(path, what="points file", error=PointsError, size=size, stdin=True)
 
 
 def _gunzip(path: Path, data: bytes) -> bytes:

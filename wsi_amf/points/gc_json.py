@@ -57,7 +57,7 @@ def read_table(path: Path, data: Any, *, slide: SlideContext | None, score_col: 
         entry = object_of(at, "the entry", entry)
         if "point" not in entry:
             raise PointsError(f"{at} has no 'point' (keys: {quoted_list(entry, limit=8)})")
-        mm.append(position(at, entry["point"], unit="millimetres"))
+        mm.append(position(at, entry["point"]))
         names.append(text_field(at, "'name'", entry.get("name")))
         has_score |= score_key in entry
         scores.append(optional_score(at, quote(score_key), entry.get(score_key)))

@@ -45,16 +45,15 @@ def optional_score(where: str, what: str, value: Any) -> float:
     return number
 
 
-def position(where: str, value: Any, *, unit: str = "level-0 pixels") -> tuple[float, float]:
-    """[x, y] (a third coordinate, z, is ignored): finite, non-negative numbers."""
+def position(where: str, value: Any) -> tuple[float, float]:
+    """[x, y] (a third coordinate, z, is ignored): finite numbers. A negative one is kept: it lies left of or
+    above the slide, and screening reports it as outside the slide, like one beyond the slide's width."""
     xy = json_xy(value)
     if xy is None:
         raise PointsError(f"{where}: coordinates are not [x, y] numbers ({json_snippet(value)})")
     x, y = xy
     if not (math.isfinite(x) and math.isfinite(y)):
         raise PointsError(f"{where}: coordinates are not finite ({json_snippet(value)})")
-    if x < 0 or y < 0:
-        raise PointsError(f"{where}: coordinates are negative ({x:g}, {y:g}); they are {unit} from the top-left")
     return x, y
 
 

@@ -37,6 +37,7 @@ FORMATS: dict[str, str] = {
 _CSV_SUFFIXES = frozenset({".csv", ".tsv", ".txt"})
 _JSON_SUFFIXES = frozenset({".geojson", ".json"})
 _SQLITE_SUFFIXES = frozenset({".sqlite", ".sqlite3", ".db"})
+_TEXT_SUFFIXES = _CSV_SUFFIXES | _JSON_SUFFIXES
 
 
 def read_points(
@@ -57,6 +58,8 @@ def read_points(
         database is SlideRunner/EXACT; `.csv` / `.tsv` / `.txt` is CSV; JSON (by extension or first character)
         is grand-challenge "Multiple points" when its type says so, MIDOG++ when it has `images` and
         `annotations`, QuPath GeoJSON otherwise; a `.zip` is QuPath GeoJSON; `.gz` files are decompressed.
+    path: the file; `-` reads standard input. Standard input, pipes and FIFOs are read once, into memory
+        (an SQLite database cannot come that way); without an extension their content tells the format.
     x_col / y_col: CSV coordinate columns (both or neither); None detects a known pair (`COORDINATE_COLUMNS`).
     score_col: the score column (CSV), measurement (GeoJSON) or key (gc-json `probability`, MIDOG++ `score`);
         None detects one.
@@ -99,9 +102,25 @@ class PointsOptions:
 
 def _read_table(path: Path, fmt: str | None, *, x_col: str | None, y_col: str | None, score_col: str | None,
                 db_slide: str | None, slide: SlideContext | None) -> tuple[str, Table]:
-    """The format's name and what its reader found."""
+    """The format's name and what its reader found. When only the content told the format (no extension
+    names it: `-`, `/dev/fd/N`, `det`), a reading error says so and points to --points-format."""
     content = files.load(path)
     kind = _detect(path, content, fmt)
+    by_content = fmt is None and kind in ("csv", "json") and Path(content.name).suffix.lower() not in _TEXT_SUFFIXES
+    try:
+        return _parse(path, content, kind, x_col=x_col, y_col=y_col, score_col=score_col, db_slide=db_slide,
+                      slide=slide)
+    except PointsError as exc:
+        if not by_content:
+            raise
+        detected = "CSV" if kind == "csv" else "JSON"
+        raise PointsError(f"{exc} (read as {detected}, the format its content suggests: name the format with "
+                          "--points-format if it is another)") from None
+
+
+def _parse(path: Path, content: files.Content, kind: str, *, x_col: str | None, y_col: str | None,
+           score_col: str | None, db_slide: str | None, slide: SlideContext | None) -> tuple[str, Table]:
+    """The points of `content` read as `kind` ("json": one of the JSON formats, told from the document)."""
     documents: list[tuple[str, Any]] = []
     if kind in ("json", "geojson", "gc-json", "midogpp"):
         documents = [(where, load_json(text, where=where, error=PointsError)) for where, text in content.texts]

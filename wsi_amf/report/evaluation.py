@@ -49,7 +49,10 @@ def evaluation_report(
                                                  ("Otsu", metrics.get("at_otsu"))) if m]
     curves = (f'<div class="grid"><div>{roc_svg(fpr, tpr, auc=metrics.get("roc_auc"), points=points)}</div>'
               f'<div>{confusion_svg(metrics["tp"], metrics["fp"], metrics["tn"], metrics["fn"], threshold=thr)}</div></div>')
+    warning = (metrics.get("training_overlap") or {}).get("warning")
     sections = [
+        *([h.section("Warning: in-sample figures", f'<p class="note" data-key="training_overlap" data-value="{h.esc(warning)}">{h.esc(warning)}</p>',
+                     ident="in-sample")] if warning else []),
         h.section("Overview", _overview(metrics), ident="overview"),
         h.section("Metrics", _threshold_table(metrics), ident="metrics",
                   note="A patch is called atypical when P(atypical) \u2265 the threshold."),
@@ -68,7 +71,8 @@ def evaluation_report(
     if "loco" in metrics:
         sections.append(h.section(f"Leave one {metrics['loco']['column']} out", _loco(metrics["loco"]), ident="loco",
                                   note="Each ensemble trained without one domain, scored on it at its inner OOF threshold."))
-    subtitle = (f"{metrics.get('n')} patches ({metrics.get('n_atypical')} atypical): balanced accuracy "
+    subtitle = ("IN-SAMPLE: the model was trained on some of these figures \u00b7 " if warning else "") + (
+                f"{metrics.get('n')} patches ({metrics.get('n_atypical')} atypical): balanced accuracy "
                 f"{h.fmt(metrics.get('balanced_accuracy'))}, ROC AUC {h.fmt(metrics.get('roc_auc'))} at threshold {thr:.3f}")
     return h.write_page(path, h.page(title, subtitle, sections, scripts=(h.SORT_JS,)))
 

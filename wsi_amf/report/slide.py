@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import ReportError
 from ..hotspot import find_hotspot
+from ..outputs import check_output_set
 from ..slide import Slide
 from . import html as h
 from .plots import Box, Marker, histogram_svg, overlay_svg
@@ -99,6 +100,9 @@ def slide_report(
     s = read_json(summary_path, "summary")
     if "slide" not in s or "threshold" not in s:
         raise ReportError(f"summary {summary_path}: not a wsi-amf screening summary (no 'slide' / 'threshold')")
+    problem = check_output_set(summary_path)
+    if problem is not None:
+        raise ReportError(f"{problem}: the outputs are not one run's set; screen the slide again")
     cands = Candidates.read(summary_path.with_name(f"{output_stem(summary_path)}.csv"))
     slide_path = _slide_path(s, summary_path, slide)
     with Slide(slide_path, mpp=s.get("mpp") if s.get("mpp_source") == "option" else None) as sl:

@@ -18,6 +18,7 @@ line says so).
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import logging
@@ -86,7 +87,13 @@ class PatchDataset:
             "patch_size": int(self.images.shape[1]) if self.images.ndim == 4 else None,
             "domains": {k: sorted({str(x) for x in v}) for k, v in self.domains.items()},
             "fingerprint": self.fingerprint(),
+            "patch_digests": self.patch_digests(),
         }
+
+    def patch_digests(self) -> str:
+        """An 8-byte BLAKE2b digest of each patch's pixels, concatenated and base64-encoded (a bundle records its
+        training patches' so that ``evaluate`` can tell in-sample figures)."""
+        return base64.b64encode(b"".join(patch_digest(im) for im in self.images)).decode("ascii")
 
     def fingerprint(self) -> str:
         """A hash of the pixels, labels and groups (changes when the data does)."""
@@ -95,6 +102,20 @@ class PatchDataset:
         h.update(self.labels.astype(np.int64).tobytes())
         h.update("\n".join(map(str, self.groups)).encode())
         return h.hexdigest()
+
+
+def patch_digest(image: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=8).digest()
+
+
+def training_overlap(provenance: Mapping[str, Any], data: PatchDataset) -> int | None:
+    """How many patches of ``data`` the bundle with this ``provenance`` was trained on (None: not recorded)."""
+    recorded = (provenance.get("data") or {}).get("patch_digests")
+    if not recorded:
+        return None
+    raw = base64.b64decode(recorded)
+    trained = {raw[i:i + 8] for i in range(0, len(raw), 8)}
+    return sum(patch_digest(im) in trained for im in data.images)
 
 
 # ----------------------------------------------------------------------------------------- detection

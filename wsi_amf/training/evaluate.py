@@ -7,6 +7,7 @@ Outputs in ``out``: ``metrics.json`` (``balanced_accuracy``, ``roc_auc``, ``sens
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -17,11 +18,13 @@ from ..bundle import ModelBundle, load_bundle
 from ..ensemble import open_ensemble
 from ..quantify import Reference, ScoreHistogram, estimate, estimate_all, load_reference
 from ..report.evaluation import evaluation_report
-from .datasets import PatchDataset, load_dataset
+from .datasets import PatchDataset, load_dataset, training_overlap
 from .reports import metrics_report, roc_png, write_json, write_predictions
 
 if TYPE_CHECKING:
     from ..ensemble import Ensemble
+
+log = logging.getLogger(__name__)
 
 
 def ratio_report(y: np.ndarray, p: np.ndarray, threshold: float, reference: Reference | None, *,
@@ -96,13 +99,20 @@ def evaluate(
     t = cfg.threshold if threshold is None else float(threshold)
     report = metrics_report(ds.labels, p, t, domains=ds.domains)
     reference = load_reference(cfg.quantification, source=str(bundle.path))
+    overlap = training_overlap(cfg.provenance, ds)
+    in_sample = None
+    if overlap:
+        in_sample = (f"{overlap} of the {len(ds)} patches of {ds.source} are patches model {bundle.name} was trained on: "
+                     "these figures are in-sample and the metrics overstate how it does on new data")
+        log.warning("%s", in_sample)
     metrics = {
         **report,
+        "training_overlap": {"n_in_training": overlap, "n": len(ds), "warning": in_sample},
         "ratio": ratio_report(ds.labels, p, t, reference, domains=ds.domains),
         "threshold_source": "bundle" if threshold is None else "--threshold",
         "model": ensemble.bundle.describe(),
         "engine": {"device": ensemble.info.device, "engine": ensemble.info.engine, "tta": tta},
-        "data": {k: v for k, v in ds.describe().items() if k != "fingerprint"},
+        "data": {k: v for k, v in ds.describe().items() if k not in ("fingerprint", "patch_digests")},
     }
     root = Path(out)
     files = {"metrics": root / "metrics.json", "predictions": root / "predictions.csv", "roc": root / "roc.png",
