@@ -498,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         t_read_tile, t_read_rand, t_write = best["read_tile"], best["read_rand"], best["write"]
         t_eager, t_fast, t_cold, t_warm = best["eager"], best["fast"], best["cold"], best["warm"]
         max_diff = float(np.max(np.abs(p_fast - p_eager))) if len(patches) else 0.0
-        n_cls = cold.n_classified
+        n_cls = cold.n_classified + int((cold.status == "background").sum())  # every patch the model ran on (glass too)
         p_pipe = cold.p_atypical[order]
         pipe_diff = float(np.nanmax(np.abs(p_pipe - p_fast))) if len(p_fast) else 0.0
         warm_same = bool(np.allclose(cold.p_atypical, warm.p_atypical, equal_nan=True, atol=1e-6))
