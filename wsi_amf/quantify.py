@@ -172,6 +172,12 @@ class Reference:
     def prior(self) -> float:
         return float(self.labels.mean())
 
+    @functools.cached_property
+    def class_means(self) -> tuple[float, float]:
+        """Mean calibrated probability of the atypical and of the normal figures (PACC's rates)."""
+        q = self.calibration.apply(self.score)
+        return float(q[self.labels == 1].mean()), float(q[self.labels == 0].mean())
+
     def rates(self, threshold: float) -> dict[str, Any]:
         """TPR and FPR of calls at ``threshold`` on the reference, with their counts."""
         called = self.score >= threshold
@@ -180,14 +186,6 @@ class Reference:
         fp, tn = int(np.sum(called & ~y)), int(np.sum(~called & ~y))
         return {"threshold": float(threshold), "tpr": tp / (tp + fn), "fpr": fp / (fp + tn),
                 "tp": tp, "fn": fn, "fp": fp, "tn": tn}
-
-    def subset(self, mask: np.ndarray) -> Reference:
-        """The figures under ``mask``, calibration refitted on them with the same method."""
-        m = np.asarray(mask, dtype=bool)
-        cal = fit_calibration(self.calibration.method, self.score[m], self.labels[m])
-        return Reference(self.score[m], self.labels[m], self.groups[m], cal, self.estimator,
-                         {k: v[m] for k, v in self.domains.items()}, self.shift_sd, self.slide_shift_sd,
-                         None if self.folds is None else self.folds[m])
 
     def to_json(self) -> dict[str, Any]:
         return {"estimator": self.estimator, "calibration": self.calibration.to_json(),
@@ -247,16 +245,20 @@ class _Replicates:
     def apply(self, score: np.ndarray, *, shifted: bool = False) -> np.ndarray:
         """``[B, len(score)]``: every replicate's calibrated probability of ``score`` (moved by the replicate's
         shift when ``shifted``)."""
-        z = logit(score)[None, :] + (self.shift[:, None] if shifted else 0.0)
-        method = self.calibrations[0].method
-        if method == "platt":
-            a = np.array([c.params["a"] for c in self.calibrations])[:, None]
-            b = np.array([c.params["b"] for c in self.calibrations])[:, None]
-            return sigmoid(a * z + b)
-        if method == "temperature":
-            t = np.array([c.params["t"] for c in self.calibrations])[:, None]
-            return sigmoid(z / t)
-        return np.stack([c.apply(sigmoid(zi)) for c, zi in zip(self.calibrations, np.broadcast_to(z, (len(self.calibrations), z.shape[1])))])
+        return _calibrate_each(self.calibrations, logit(score)[None, :] + (self.shift[:, None] if shifted else 0.0))
+
+
+def _calibrate_each(calibrations: Sequence[Calibration], z: np.ndarray) -> np.ndarray:
+    """Row b of ``z`` (score logits, ``[B, G]`` or ``[1, G]``) through calibration b."""
+    z = np.broadcast_to(z, (len(calibrations), z.shape[1]))
+    method = calibrations[0].method
+    if method == "platt":
+        a = np.array([c.params["a"] for c in calibrations])[:, None]
+        b = np.array([c.params["b"] for c in calibrations])[:, None]
+        return sigmoid(a * z + b)
+    if method == "temperature":
+        return sigmoid(z / np.array([c.params["t"] for c in calibrations])[:, None])
+    return np.stack([c.apply(sigmoid(zi)) for c, zi in zip(calibrations, z)])
 
 
 @functools.lru_cache(maxsize=16)
@@ -281,8 +283,7 @@ def _replicates(ref: Reference, threshold: float, sd: float, unlike: bool = Fals
     else:
         cals = tuple(fit_calibration(method, ref.score, y, weights=wi) for wi in w)
     shift = rng.normal(0.0, sd, size=N_REPLICATES)
-    rep = _Replicates(cals, *(np.empty(0),) * 5, shift=shift)
-    q = rep.apply(ref.score)  # [B, N]
+    q = _calibrate_each(cals, logit(ref.score)[None, :])  # [B, N]
     called = (ref.score >= threshold).astype(np.float64)
     wp, wn = w * y, w * (1 - y)
     sp, sn = wp.sum(axis=1), wn.sum(axis=1)
@@ -292,18 +293,19 @@ def _replicates(ref: Reference, threshold: float, sd: float, unlike: bool = Fals
     # single slides, beyond the sampling of their figures: the screened set's own rates are one such draw.
     units = [ref.groups] if unlike else [u for u in (ref.folds, *ref.domains.values()) if u is not None]
     q0 = ref.calibration.apply(ref.score)
-    spread = [max((between_sd(x, ref.labels, u, cls_) for u in units), default=0.0)
+    spread = [max((between_sd(x, u, ref.labels == cls_) for u in units), default=0.0)
               for x, cls_ in ((called, 1), (called, 0), (q0, 1), (q0, 0))]
     moved = [np.clip(v + rng.normal(0.0, sd_, N_REPLICATES), 0.0, 1.0) for v, sd_ in zip((tpr, fpr, m1, m0), spread)]
     return _Replicates(cals, tpr=tpr, fpr=fpr, m1=m1, m0=m0, prior=sp / (sp + sn), shift=shift,
                        tpr_site=moved[0], fpr_site=moved[1], m1_site=moved[2], m0_site=moved[3])
 
 
-def between_sd(x: np.ndarray, labels: np.ndarray, units: np.ndarray, cls_: int) -> float:
-    """Standard deviation, between ``units``, of the mean of ``x`` over the figures of class ``cls_``, beyond
-    the sampling of those figures (method of moments: variance of the unit means, ddof 1, less the mean of
-    within-class variance / figures; floored at zero). Units with fewer than two such figures are left out."""
-    sel = np.asarray(labels) == cls_
+def between_sd(x: np.ndarray, units: np.ndarray, where: np.ndarray | None = None) -> float:
+    """Standard deviation, between ``units`` (source slides, folds, domains), of the mean of ``x`` over their
+    figures (those under ``where``), beyond the sampling of those figures: method of moments, the variance of
+    the unit means (ddof 1) less the mean of (variance of ``x``) / (the unit's figures), floored at zero. Units
+    with fewer than two figures are left out."""
+    sel = np.ones(np.shape(x), dtype=bool) if where is None else np.asarray(where, dtype=bool)
     xs = np.asarray(x, dtype=np.float64)[sel]
     _, codes, sizes = np.unique(np.asarray(units).astype(str)[sel], return_inverse=True, return_counts=True)
     means = np.bincount(codes, weights=xs) / sizes
@@ -350,13 +352,20 @@ def em_prior(posteriors: np.ndarray, counts: np.ndarray, prior: np.ndarray | flo
 
 
 def _all_estimates(counts: np.ndarray, called: np.ndarray, q: np.ndarray, tpr: np.ndarray, fpr: np.ndarray,
-                   m1: np.ndarray, m0: np.ndarray, prior: np.ndarray) -> dict[str, np.ndarray]:
-    """Each estimator for each row: ``counts``/``q`` ``[B, G]``, the rest ``[B]`` (or scalars)."""
+                   m1: np.ndarray, m0: np.ndarray, prior: np.ndarray, methods: Sequence[str] = ESTIMATORS
+                   ) -> dict[str, np.ndarray]:
+    """The estimators of ``methods`` for each row: ``counts``/``q`` ``[B, G]``, the rest ``[B]`` (or scalars)."""
     n = np.maximum(counts.sum(axis=1), 1)
-    cc = (counts * called).sum(axis=1) / n
-    pcc = (counts * q).sum(axis=1) / n
-    return {"cc": cc, "acc": _adjust(cc, tpr, fpr), "pcc": pcc, "pacc": _adjust(pcc, m1, m0),
-            "em": em_prior(q, counts, prior)}
+    out: dict[str, np.ndarray] = {}
+    if {"cc", "acc"} & set(methods):
+        out["cc"] = (counts * called).sum(axis=1) / n
+        out["acc"] = _adjust(out["cc"], tpr, fpr)
+    if {"pcc", "pacc"} & set(methods):
+        out["pcc"] = (counts * q).sum(axis=1) / n
+        out["pacc"] = _adjust(out["pcc"], m1, m0)
+    if "em" in methods:
+        out["em"] = em_prior(q, counts, prior)
+    return out
 
 
 @dataclass(frozen=True)
@@ -428,23 +437,27 @@ def estimate_all(hist: ScoreHistogram, reference: Reference, methods: Sequence[s
         return {m: ShareEstimate(m, 0, 0, None, None, None, None, corrected=True) for m in methods}
     called = hist.called
     rates = reference.rates(hist.threshold)
-    cal = reference.calibration
-    q0 = cal.apply(hist.mean_score)[None, :]
-    qr, yr = cal.apply(reference.score), reference.labels == 1
-    point = _all_estimates(hist.counts[None, :], called[None, :], q0, np.array([rates["tpr"]]), np.array([rates["fpr"]]),
-                           np.array([qr[yr].mean()]), np.array([qr[~yr].mean()]), np.array([reference.prior]))
+    m1, m0 = reference.class_means
+    point = _all_estimates(hist.counts[None, :], called[None, :], reference.calibration.apply(hist.mean_score)[None, :],
+                           np.array([rates["tpr"]]), np.array([rates["fpr"]]), np.array([m1]), np.array([m0]),
+                           np.array([reference.prior]), methods)
     rep = reference.replicates(hist.threshold, unlike=unlike)
     rng = np.random.default_rng([SEED, n, k])
     counts = rng.multinomial(n, hist.counts / n, size=len(rep.tpr))
     # ACC and PACC: the screened set's rates drawn around the reference's; PCC and EM (which use the whole
     # score distribution): the screened set's scores shifted.
-    site = _all_estimates(counts, called[None, :], rep.apply(hist.mean_score), rep.tpr_site, rep.fpr_site,
-                          rep.m1_site, rep.m0_site, rep.prior)
-    z = logit(hist.mean_score)
-    moved = z[None, :] + rep.shift[:, None] >= float(logit(hist.threshold))  # calls of the shifted candidates
-    shifted = _all_estimates(counts, moved, rep.apply(hist.mean_score, shifted=True), rep.tpr, rep.fpr, rep.m1,
-                             rep.m0, rep.prior)
-    boot = {m: (site if m in ("acc", "pacc") else shifted)[m] for m in ESTIMATORS}
+    boot: dict[str, np.ndarray] = {}
+    by_rates = [m for m in methods if m in ("acc", "pacc")]
+    if by_rates:
+        boot.update(_all_estimates(counts, called[None, :], rep.apply(hist.mean_score), rep.tpr_site, rep.fpr_site,
+                                   rep.m1_site, rep.m0_site, rep.prior, by_rates))
+    by_shift = [m for m in methods if m not in ("acc", "pacc")]
+    if by_shift:
+        z = logit(hist.mean_score)
+        moved = z[None, :] + rep.shift[:, None] >= float(logit(hist.threshold))  # calls of the shifted candidates
+        shifted = _all_estimates(counts, moved, rep.apply(hist.mean_score, shifted=True), rep.tpr, rep.fpr, rep.m1,
+                                 rep.m0, rep.prior, by_shift)
+        boot.update({m: shifted[m] for m in by_shift})
     out = {}
     for m in methods:
         share = float(point[m][0])
@@ -459,24 +472,11 @@ def estimate_all(hist: ScoreHistogram, reference: Reference, methods: Sequence[s
 
 
 def shift_sd(score: np.ndarray, labels: np.ndarray, units: np.ndarray) -> float:
-    """The standard deviation, between ``units`` (source slides, folds, domains), of a shift of all their
-    figures' score logits.
-
-    A figure's residual is its score logit minus its class's mean; a unit's mean residual is its shift plus
-    noise of variance (within-class variance) / (its figures). Method of moments over the units with at least
-    two figures: the variance of their means (ddof 1) less the mean noise variance, floored at zero.
-    """
+    """The standard deviation, between ``units``, of a shift of all their figures' score logits: ``between_sd``
+    of each figure's residual, its score logit less its class's mean logit."""
     z = logit(score)
     y = np.asarray(labels).astype(np.int64)
-    resid = z - np.where(y == 1, z[y == 1].mean(), z[y == 0].mean())
-    within = float(np.var(resid))
-    _, codes, sizes = np.unique(np.asarray(units).astype(str), return_inverse=True, return_counts=True)
-    means = np.bincount(codes, weights=resid) / sizes
-    keep = sizes >= 2
-    if keep.sum() < 2:
-        return 0.0
-    m = means[keep]
-    return float(math.sqrt(max(0.0, float(np.var(m, ddof=1) - np.mean(within / sizes[keep])))))
+    return between_sd(z - np.where(y == 1, z[y == 1].mean(), z[y == 0].mean()), units)
 
 
 def fit_reference(score: np.ndarray, labels: np.ndarray, groups: Sequence[Any], folds: np.ndarray, *,
@@ -517,14 +517,27 @@ def bundle_block(reference: Reference, *, threshold: float, losses: Mapping[str,
     }
 
 
+_LOADED: dict[int, tuple[Mapping[str, Any], Reference]] = {}
+
+
 def load_reference(block: Mapping[str, Any], *, source: str) -> Reference | None:
-    """The bundle's reference (None for a bundle without a ``quantification`` entry); BundleError when damaged."""
+    """The bundle's reference (None for a bundle without a ``quantification`` entry); BundleError when damaged.
+
+    The same block (a loaded bundle's, screening slide after slide) gives the same Reference object, so that
+    its bootstrap replicates (``_replicates``, cached per object) are computed once, not once per slide."""
     from .errors import BundleError, one_line
 
     if not block:
         return None
+    cached = _LOADED.get(id(block))
+    if cached is not None and cached[0] is block:
+        return cached[1]
     try:
-        return Reference.from_json(block)
+        ref = Reference.from_json(block)
+        if len(_LOADED) >= 8:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[id(block)] = (block, ref)  # the block is kept with it: its id cannot be reused meanwhile
+        return ref
     except (KeyError, TypeError, ValueError) as exc:
         what = f"lacks {exc.args[0]!r}" if isinstance(exc, KeyError) else f"is damaged ({one_line(exc)})"
         raise BundleError(f"model bundle {source}: bundle.json's quantification entry {what}") from None

@@ -111,8 +111,8 @@ class ScreenResult:
         return estimate(self.histogram(members), self.reference, unlike=self.domain_warning is not None)
 
     @cached_property
-    def _slide_estimate(self) -> ShareEstimate:
-        return estimate(self.histogram(), self.reference, unlike=self.domain_warning is not None)
+    def _slide_estimate(self) -> ShareEstimate:  # the summary, the CLI and amf_ratio all ask for it
+        return self.estimate(np.arange(self.n_classified))
 
     @property
     def n_classified(self) -> int:

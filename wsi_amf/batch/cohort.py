@@ -72,7 +72,7 @@ def pooled_entry(rows: Sequence[Mapping[str, Any]], reference: Reference | None)
     n_amf = sum(int(r.get("n_atypical") or 0) for r in with_hist)
     entry: dict[str, Any] = {"n_slides": len(with_hist), "n_classified": n_cls, "n_atypical": n_amf,
                              "called_amf_ratio": n_amf / n_cls if n_cls else None,
-                             "called_amf_ratio_ci95": list(wilson_interval(n_amf, n_cls) or ()) or None}
+                             "called_amf_ratio_ci95": _listed(wilson_interval(n_amf, n_cls))}
     if hist is None:
         return {**entry, "amf_ratio": None, "amf_ratio_ci95": None, "amf_ratio_method": None}
     unlike = any(r.get("domain_warning") for r in with_hist)
@@ -81,6 +81,10 @@ def pooled_entry(rows: Sequence[Mapping[str, Any]], reference: Reference | None)
 
 def read_summary(out: Path, outputs: Mapping[str, str]) -> dict[str, Any]:
     return json.loads((out / outputs["summary"]).read_text(encoding="utf-8"))
+
+
+def _listed(ci: tuple[float, float] | None) -> list[float] | None:
+    return None if ci is None else list(ci)
 
 
 def cohort_dict(rows: Sequence[Mapping[str, Any]], *, created: str, model: Mapping[str, Any],
