@@ -13,7 +13,7 @@ from conftest import HOT_CLUSTER_BOX_UM, HOT_MPP
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wsi_amf import screen
+from wsi_amf import hotspot, screen
 from wsi_amf.hotspot import densest_square, find_hotspot
 from wsi_amf.quantify import wilson_interval
 
@@ -29,6 +29,40 @@ def brute_force(xy: np.ndarray, side: float) -> tuple[float, float, int]:
             if tight and (count > best[0] or (count == best[0] and (top, left) < (best[1], best[2]))):
                 best = (count, float(top), float(left))
     return best[2], best[1], best[0]
+
+
+def strip_search(xy: np.ndarray, side: float) -> tuple[float, float, int]:
+    """The search wsi-amf used before its sweep (exact, O(n) strips of up to n points): for each distinct x a
+    vertical strip, a sorted sweep counting every anchored top at once; the same tie rule."""
+    order = np.argsort(xy[:, 0], kind="stable")
+    xs, ys = xy[order, 0], xy[order, 1]
+    best = (0, math.inf, math.inf)
+    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
+    stops = np.searchsorted(xs, xs[starts] + side, side="right")
+    for start, stop in zip(starts.tolist(), stops.tolist()):
+        strip = np.sort(ys[start:stop])
+        first = np.searchsorted(strip, strip, side="left")
+        counts = np.searchsorted(strip, strip + side, side="right") - first
+        k = int(np.argmax(counts))
+        cand = (int(counts[k]), float(strip[k]), float(xs[start]))
+        if cand[0] > best[0] or (cand[0] == best[0] and (cand[1], cand[2]) < (best[1], best[2])):
+            best = cand
+    count, top, left = best
+    inside = (xs >= left) & (xs <= left + side) & (ys >= top) & (ys <= top + side)
+    return float(xs[inside].min()), top, count
+
+
+def adversarial(kind: str, n: int, side: float, rng: np.random.Generator) -> np.ndarray:
+    if kind == "one strip":  # every point within one field's width: the old search's worst case
+        return np.column_stack([rng.uniform(0, side / 3, n), rng.uniform(0, 40 * side, n)])
+    if kind == "duplicates on edges":  # a lattice of step side/4: many points exactly on field edges, repeated
+        return rng.integers(0, 24, (n, 2)).astype(np.float64) * (side / 4)
+    if kind == "one row":
+        return np.column_stack([rng.uniform(0, 40 * side, n), np.full(n, 7.0)])
+    if kind == "clusters":
+        centres = rng.uniform(0, 20 * side, (5, 2))
+        return np.vstack([rng.uniform(0, 20 * side, (n, 2))] + [rng.normal(c, side / 3, (n // 8, 2)) for c in centres])
+    return rng.uniform(0, 10 * side, (n, 2))  # uniform
 
 
 points_on_a_grid = st.lists(st.tuples(st.integers(0, 30), st.integers(0, 30)), min_size=1, max_size=40)
@@ -49,6 +83,68 @@ def test_densest_square_on_random_points_and_any_order(seed: int) -> None:
     assert densest_square(xy, 150.0) == expected
     assert densest_square(xy[rng.permutation(len(xy))], 150.0) == expected  # independent of the input order
     assert expected[2] >= 15
+
+
+@pytest.mark.parametrize("kind", ["uniform", "one strip", "duplicates on edges", "one row", "clusters"])
+def test_densest_square_equals_the_strip_search(kind: str) -> None:
+    rng = np.random.default_rng(len(kind))
+    for n, side in ((60, 10.0), (700, 33.0), (2500, 150.0)):
+        xy = adversarial(kind, n, side, rng)
+        assert densest_square(xy, side) == strip_search(xy, side), (kind, n)
+        assert densest_square(xy[::-1].copy(), side) == strip_search(xy, side)
+
+
+def test_the_compiled_sweep_and_its_python_source_agree() -> None:
+    rng = np.random.default_rng(11)
+    calls = []
+    source = hotspot._sweep.py_func  # the function numba compiled, run by the interpreter
+
+    def python_sweep(*args):  # noqa: ANN002
+        calls.append(len(args[2]))
+        return source(*args)
+
+    xy = adversarial("clusters", 400, 50.0, rng)
+    compiled = densest_square(xy, 50.0)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(hotspot, "_sweep", python_sweep)
+        assert densest_square(xy, 50.0) == compiled == strip_search(xy, 50.0)
+    assert calls and calls[0] <= 4 * len(xy)  # four events per point at most
+
+
+class _CountingNumpy:
+    """``numpy`` for a module under test: counts the elements of the arrays passed to its functions (not ufuncs)."""
+
+    def __init__(self) -> None:
+        self.elements = 0
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        attr = getattr(np, name)
+        if not callable(attr) or isinstance(attr, (type, np.ufunc)):
+            return attr
+
+        def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            self.elements += sum(a.size for a in args if isinstance(a, np.ndarray))
+            return attr(*args, **kwargs)
+
+        return counted
+
+
+def test_the_hotspot_search_does_not_grow_quadratically(monkeypatch) -> None:
+    """On a dense, flat field (every field holds ~10 % of the figures) ten times the figures cost about ten
+    times the array work (the strip search did ~n² / 10); the compiled sweep gets at most four events a figure."""
+    rng = np.random.default_rng(5)
+    work = {}
+    for n in (2000, 20000):
+        counting = _CountingNumpy()
+        monkeypatch.setattr(hotspot, "np", counting)
+        events = []
+        sweep = hotspot._sweep
+        monkeypatch.setattr(hotspot, "_sweep", lambda *a: events.append(len(a[2])) or sweep(*a))
+        densest_square(rng.uniform(0, 3000, (n, 2)), 1000.0)
+        monkeypatch.undo()
+        work[n] = counting.elements
+        assert events[0] <= 4 * n
+    assert work[20000] < 15 * work[2000], work
 
 
 def test_find_hotspot_box_members_counts_and_interval() -> None:

@@ -9,8 +9,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -21,27 +20,40 @@ if TYPE_CHECKING:
 
 GC_ATYPICAL = "atypical mitotic figure"
 GC_NORMAL = "normal mitotic figure"
+#: Rows (features, points) rendered per chunk: renderers yield their text a chunk at a time, so that writing
+#: an output holds one chunk in memory, not the whole file.
+CHUNK_ROWS = 2000
+
+
+def row_chunks(indices: np.ndarray) -> Iterator[tuple[int, list[int]]]:
+    """``(position of the chunk's first, its indices)`` per chunk of ``CHUNK_ROWS`` of ``indices``."""
+    for start in range(0, len(indices), CHUNK_ROWS):
+        yield start, indices[start : start + CHUNK_ROWS].tolist()
+
+
+def gc_json_chunks(result: ScreenResult) -> Iterator[str]:
+    """The classified candidates as a grand-challenge "Multiple points" document (millimetres), chunk by chunk."""
+    mm_per_px = result.slide_mpp / 1000.0
+    p_cal, atypical = result.p_calibrated, result.atypical
+    yield '{"name": "Points of interest", "type": "Multiple points", "points": ['
+    for start, rows in row_chunks(np.flatnonzero(result.classified)):
+        points = []
+        for i in rows:
+            x, y = (float(v) * mm_per_px for v in result.points.xy[i])
+            points.append(json.dumps({"name": GC_ATYPICAL if atypical[i] else GC_NORMAL, "point": [x, y, 0],
+                                      "probability": float(p_cal[i])}, allow_nan=False))
+        yield (", " if start else "") + ", ".join(points)
+    yield '], "version": {"major": 1, "minor": 0}}\n'
 
 
 def gc_json_text(result: ScreenResult) -> str:
-    """The classified candidates as a grand-challenge "Multiple points" document (millimetres)."""
-    mm_per_px = result.slide_mpp / 1000.0
-    points = []
-    p_cal, atypical = result.p_calibrated, result.atypical
-    for i in np.flatnonzero(result.classified):
-        x, y = (float(v) * mm_per_px for v in result.points.xy[i])
-        points.append({
-            "name": GC_ATYPICAL if atypical[i] else GC_NORMAL,
-            "point": [x, y, 0],
-            "probability": float(p_cal[i]),
-        })
-    doc = {"name": "Points of interest", "type": "Multiple points", "points": points, "version": {"major": 1, "minor": 0}}
-    return json.dumps(doc, allow_nan=False) + "\n"
+    """The whole grand-challenge document (``gc_json_chunks`` joined)."""
+    return "".join(gc_json_chunks(result))
 
 
-#: export name -> (file name suffix after the slide's stem, renderer)
-EXPORTS: dict[str, tuple[str, Callable[[ScreenResult], str]]] = {
-    "gc-json": (".gc.json", gc_json_text),
+#: export name -> (file name suffix after the slide's stem, renderer yielding the text chunk by chunk)
+EXPORTS: dict[str, tuple[str, Callable[[ScreenResult], Iterable[str]]]] = {
+    "gc-json": (".gc.json", gc_json_chunks),
 }
 
 
@@ -53,11 +65,3 @@ def check_exports(names: Iterable[str]) -> tuple[str, ...]:
             raise OptionError(f"--export {name!r}: expected one of {', '.join(EXPORTS)}")
     return names
 
-
-def export_files(result: ScreenResult, out: Path, names: Iterable[str]) -> dict[str, tuple[Path, str]]:
-    """Export name -> (destination path in ``out``, rendered text)."""
-    files = {}
-    for name in check_exports(names):
-        suffix, render = EXPORTS[name]
-        files[name] = (out / f"{result.stem}{suffix}", render(result))
-    return files

@@ -2,9 +2,12 @@
 
 Pathologists count mitoses in the densest field of a slide (breast: per 2 mm²). Here the field is an
 axis-aligned **square of side sqrt(area) mm** (1.414 mm for 2 mm²) placed anywhere on the slide. The search
-is exact: a densest square can always be slid right and down until its left edge passes through a
-figure's x and its top edge through a figure's y (closed edges), so only those n² anchors need counting;
-for each distinct x a vertical strip is cut and a sorted sweep counts every anchored top at once.
+is exact and takes O(n log n): a densest square can always be slid right and down until its left edge
+passes through a figure's x and its top edge through a figure's y (closed edges). The top edge sweeps down
+through the figures' y; a segment tree over the candidate left edges holds, for every left edge, the
+figures of the current band that its square holds (range-add as figures enter and leave the band,
+range-max at the root), plus a bonus where a figure on the top edge itself is inside (so that only tight
+squares win). The loop runs compiled (numba).
 
 Ties are broken deterministically, independently of the input order: among the densest tight squares
 (a figure inside on the left edge, one on the top edge) the one with the smallest top, then the smallest
@@ -19,6 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 
 from .quantify import wilson_interval
@@ -71,30 +75,91 @@ def densest_square(xy: np.ndarray, side: float) -> tuple[float, float, int]:
     """``(left, top, count)`` of a closed axis-aligned square of ``side`` holding the most points.
 
     Among the densest squares that are tight (a point inside lies on the left edge, one on the top edge)
-    the one with the smallest top, then the smallest left. ``xy`` must not be empty.
+    the one with the smallest top, then the smallest left. ``xy`` must not be empty. O(n log n).
     """
     pts = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     if len(pts) == 0:
         raise ValueError("densest_square needs at least one point")
-    order = np.argsort(pts[:, 0], kind="stable")
-    xs, ys = pts[order, 0], pts[order, 1]
-    best = (0, math.inf, math.inf)  # count, top, left
-    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
-    stops = np.searchsorted(xs, xs[starts] + side, side="right")
-    for start, stop in zip(starts.tolist(), stops.tolist()):
-        if stop - start < best[0]:
-            continue
-        strip = np.sort(ys[start:stop])
-        first = np.searchsorted(strip, strip, side="left")
-        counts = np.searchsorted(strip, strip + side, side="right") - first
-        k = int(np.argmax(counts))  # the first maximum: the smallest top in this strip
-        cand = (int(counts[k]), float(strip[k]), float(xs[start]))
-        if cand[0] > best[0] or (cand[0] == best[0] and (cand[1], cand[2]) < (best[1], best[2])):
-            best = cand
-    count, top, left = best
-    # The top is a point inside; the left edge may not be: slide it right onto the leftmost point inside.
-    inside = (xs >= left) & (xs <= left + side) & (ys >= top) & (ys <= top + side)
-    return float(xs[inside].min()), top, count
+    x, y = pts[:, 0], pts[:, 1]
+    lefts = np.unique(x)  # a densest square can be slid right until its left edge passes through a point
+    tops = np.unique(y)  # and down until its top edge does
+    lo = np.searchsorted(lefts + side, x, "left")  # the lefts L with L <= x <= L + side: lo <= index < hi
+    hi = np.searchsorted(lefts, x, "right")
+    row = np.searchsorted(tops, y, "left")  # the point's own top; it is inside the squares of tops
+    enter = np.searchsorted(tops + side, y, "left")  # enter .. row (those t with t <= y <= t + side)
+    # On each top, the lefts whose square holds a point lying on that top edge ("covered"): the points'
+    # ranges merged (sorted by x on one top, a point's range starts and ends no earlier than the previous one's).
+    order = np.lexsort((x, row))
+    c_row, c_lo, c_hi = row[order], lo[order], hi[order]
+    new_run = np.r_[True, (c_row[1:] != c_row[:-1]) | (c_lo[1:] >= c_hi[:-1])]
+    firsts = np.flatnonzero(new_run)
+    lasts = np.r_[firsts[1:], len(order)] - 1
+    c_row, c_lo, c_hi = c_row[firsts], c_lo[firsts], c_hi[lasts]
+    # The sweep's events (top index at which a range-add happens): a point counts for the squares of the tops
+    # from `enter` to its own; a covered range gets a bonus above any count on its top only.
+    bonus = len(pts) + 1
+    n, m = len(pts), len(c_row)
+    when = np.concatenate([enter, row + 1, c_row, c_row + 1])
+    delta = np.concatenate([np.ones(n, np.int64), np.full(n, -1, np.int64), np.full(m, bonus, np.int64),
+                            np.full(m, -bonus, np.int64)])
+    first, stop = np.concatenate([lo, lo, c_lo, c_lo]), np.concatenate([hi, hi, c_hi, c_hi])
+    keep = when < len(tops)
+    o = np.argsort(when[keep], kind="stable")
+    when, delta, first, stop = when[keep][o], delta[keep][o], first[keep][o], stop[keep][o]
+    last_of_top = np.r_[when[1:] != when[:-1], True]
+    best, best_top = _sweep(1 << max(1, int(len(lefts) - 1).bit_length()), when, delta, first, stop, last_of_top)
+    count, top = int(best - bonus), float(tops[best_top])
+    # The smallest left on that top: its squares counted directly.
+    on_row = np.sort(x[(y >= top) & (y <= top + side)])
+    counts = np.searchsorted(on_row, lefts + side, "right") - np.searchsorted(on_row, lefts, "left")
+    covered = np.zeros(len(lefts) + 1, np.int64)
+    on_top = y == top
+    np.add.at(covered, lo[on_top], 1)
+    np.add.at(covered, hi[on_top], -1)
+    left = float(lefts[np.argmax((counts == count) & (np.cumsum(covered)[:-1] > 0))])
+    # The reported left edge is the leftmost point inside (the tight square).
+    inside = (x >= left) & (x <= left + side) & (y >= top) & (y <= top + side)
+    return float(x[inside].min()), top, count
+
+
+@numba.njit(cache=True, nogil=True)
+def _sweep(size: int, when: np.ndarray, delta: np.ndarray, first: np.ndarray, stop: np.ndarray,
+           last_of_top: np.ndarray) -> tuple[int, int]:  # pragma: no cover - compiled; tests call .py_func too
+    """Range-adds of ``delta`` over leaves ``[first, stop)`` of a segment tree of ``size`` leaves (bottom-up, no
+    pushes: ``tree[v]`` is the maximum of v's leaves counting the adds at v and below, ``lazy[v]`` the adds at
+    v); after the last event of each top the maximum over all leaves is read. The largest maximum and the
+    first top (index into the sorted tops) that reached it."""
+    tree = np.zeros(2 * size, np.int64)
+    lazy = np.zeros(size, np.int64)
+    best, best_top = -1, -1
+    for k in range(len(delta)):
+        v = delta[k]
+        lo, hi = first[k] + size, stop[k] + size
+        a, b = lo >> 1, (hi - 1) >> 1  # the parents of the two end leaves: rebuilt below
+        while lo < hi:
+            if lo & 1:
+                tree[lo] += v
+                if lo < size:
+                    lazy[lo] += v
+                lo += 1
+            if hi & 1:
+                hi -= 1
+                tree[hi] += v
+                if hi < size:
+                    lazy[hi] += v
+            lo >>= 1
+            hi >>= 1
+        while a != b:  # the two paths up to where they meet, then one path to the root
+            tree[a] = max(tree[2 * a], tree[2 * a + 1]) + lazy[a]
+            tree[b] = max(tree[2 * b], tree[2 * b + 1]) + lazy[b]
+            a >>= 1
+            b >>= 1
+        while a > 0:
+            tree[a] = max(tree[2 * a], tree[2 * a + 1]) + lazy[a]
+            a >>= 1
+        if last_of_top[k] and tree[1] > best:
+            best, best_top = tree[1], when[k]
+    return best, best_top
 
 
 def find_hotspot(

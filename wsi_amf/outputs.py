@@ -17,6 +17,7 @@ import math
 import os
 import re
 import tempfile
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 import numpy as np
 
 from .errors import OutputError
+from .exports import EXPORTS, check_exports, row_chunks
 from .hotspot import find_hotspot
 from .quantify import wilson_interval
 from .roi import BREAST_COUNT_AREA_MM2, roi_summary
@@ -100,39 +102,48 @@ def carried_columns(result: ScreenResult) -> list[str]:
     return [c for c in result.points.columns if c not in _OWN_COLUMNS]
 
 
-def geojson_text(result: ScreenResult) -> str:
-    """A QuPath-ready FeatureCollection: one Point detection per classified candidate. The carried-through input
-    columns (non-empty values, as strings) go into ``properties.metadata``, which QuPath 0.5+ shows per object
-    and older versions ignore."""
+def geojson_chunks(result: ScreenResult) -> Iterator[str]:
+    """A QuPath-ready FeatureCollection, chunk by chunk: one Point detection per classified candidate. The
+    carried-through input columns (non-empty values, as strings) go into ``properties.metadata``, which
+    QuPath 0.5+ shows per object and older versions ignore."""
     pts = result.points
     carried = carried_columns(result)
-    features = []
     atypical_calls, p_cal = result.atypical, result.p_calibrated
-    for i in np.flatnonzero(result.classified):
-        x, y = (float(v) for v in pts.xy[i])
-        atypical = bool(atypical_calls[i])
-        measurements = {"AMF probability": float(p_cal[i])}
-        if pts.score is not None and _finite(pts.score[i]) is not None:
-            measurements[f"Detector {pts.score_name or 'score'}"] = float(pts.score[i])
-        properties: dict[str, Any] = {
-            "objectType": "detection",
-            "classification": {
-                "name": AMF_CLASS if atypical else NMF_CLASS,
-                "color": list(AMF_COLOR if atypical else NMF_COLOR),
-            },
-            "measurements": measurements,
-        }
-        metadata = {c: pts.columns[c][i] for c in carried if pts.columns[c][i] != ""}
-        if metadata:
-            properties["metadata"] = metadata
-        features.append({"type": "Feature", "id": feature_id(result.stem, x, y),
-                         "geometry": {"type": "Point", "coordinates": [x, y]}, "properties": properties})
-    return json.dumps({"type": "FeatureCollection", "features": features}, allow_nan=False) + "\n"
+    yield '{"type": "FeatureCollection", "features": ['
+    for start, rows in row_chunks(np.flatnonzero(result.classified)):
+        features = []
+        for i in rows:
+            x, y = (float(v) for v in pts.xy[i])
+            atypical = bool(atypical_calls[i])
+            measurements = {"AMF probability": float(p_cal[i])}
+            if pts.score is not None and _finite(pts.score[i]) is not None:
+                measurements[f"Detector {pts.score_name or 'score'}"] = float(pts.score[i])
+            properties: dict[str, Any] = {
+                "objectType": "detection",
+                "classification": {
+                    "name": AMF_CLASS if atypical else NMF_CLASS,
+                    "color": list(AMF_COLOR if atypical else NMF_COLOR),
+                },
+                "measurements": measurements,
+            }
+            metadata = {c: pts.columns[c][i] for c in carried if pts.columns[c][i] != ""}
+            if metadata:
+                properties["metadata"] = metadata
+            features.append(json.dumps({"type": "Feature", "id": feature_id(result.stem, x, y),
+                                        "geometry": {"type": "Point", "coordinates": [x, y]},
+                                        "properties": properties}, allow_nan=False))
+        yield (", " if start else "") + ", ".join(features)
+    yield "]}\n"
 
 
-def table_text(result: ScreenResult) -> str:
-    """One row per candidate: position, calibrated P(atypical), label (the call), status, the ensemble's own
-    score (what the threshold applies to), then the carried-through input columns."""
+def geojson_text(result: ScreenResult) -> str:
+    """The whole GeoJSON document (``geojson_chunks`` joined)."""
+    return "".join(geojson_chunks(result))
+
+
+def table_chunks(result: ScreenResult) -> Iterator[str]:
+    """One row per candidate, chunk by chunk: position, calibrated P(atypical), label (the call), status, the
+    ensemble's own score (what the threshold applies to), then the carried-through input columns."""
     pts = result.points
     carried = carried_columns(result)
     header = list(_OWN_COLUMNS)
@@ -143,21 +154,31 @@ def table_text(result: ScreenResult) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     classified, atypical, p_cal, score = result.classified, result.atypical, result.p_calibrated, result.p_atypical
-    for i in range(len(pts)):
-        ok = bool(classified[i])
-        row: list[Any] = [
-            _num(pts.xy[i, 0]),
-            _num(pts.xy[i, 1]),
-            f"{p_cal[i]:.6f}" if ok else "",
-            ("atypical" if atypical[i] else "normal") if ok else "",
-            result.status[i],
-            f"{score[i]:.6f}" if ok else "",
-        ]
-        if pts.score is not None:
-            row.append(_num(pts.score[i]))
-        row += [pts.columns[c][i] for c in carried]
-        writer.writerow(row)
-    return buf.getvalue()
+    for _, rows in row_chunks(np.arange(len(pts))):
+        for i in rows:
+            ok = bool(classified[i])
+            row: list[Any] = [
+                _num(pts.xy[i, 0]),
+                _num(pts.xy[i, 1]),
+                f"{p_cal[i]:.6f}" if ok else "",
+                ("atypical" if atypical[i] else "normal") if ok else "",
+                result.status[i],
+                f"{score[i]:.6f}" if ok else "",
+            ]
+            if pts.score is not None:
+                row.append(_num(pts.score[i]))
+            row += [pts.columns[c][i] for c in carried]
+            writer.writerow(row)
+        yield buf.getvalue()
+        buf.seek(0)
+        buf.truncate()
+    if buf.tell():
+        yield buf.getvalue()  # the header of an empty table
+
+
+def table_text(result: ScreenResult) -> str:
+    """The whole CSV table (``table_chunks`` joined)."""
+    return "".join(table_chunks(result))
 
 
 def _num(v: float) -> str:
@@ -254,7 +275,8 @@ def _roi_estimate(est: ShareEstimate, area_mm2: float) -> dict[str, Any]:
             "estimated_amf_per_2mm2_ci95": None if ci is None else [ci[0] * est.n * per2, ci[1] * est.n * per2]}
 
 
-def write_outputs(result: ScreenResult, out_dir: str | Path, *, export: Iterable[str] = ()) -> dict[str, Path]:
+def write_outputs(result: ScreenResult, out_dir: str | Path, *, export: Iterable[str] = (),
+                  timings: dict[str, float] | None = None) -> dict[str, Path]:
     """Write ``<stem>.geojson``, ``<stem>.csv``, ``<stem>.summary.json`` and the ``export`` files into ``out_dir``
     as one set: the summary records every other file's SHA-256 and is replaced last.
 
@@ -262,62 +284,89 @@ def write_outputs(result: ScreenResult, out_dir: str | Path, *, export: Iterable
     file behind); the old summary is removed, the files are renamed into place and the summary comes last. A
     run killed at any moment leaves the old set whole, or files without a summary (no set), or the new set:
     never a summary beside files of another run (``check_output_set`` tells). Temporary files left by a killed
-    run are removed by the next one.
+    run are removed by the next one. ``timings`` gets the seconds spent on the summary (``summary``), on
+    rendering each file (by kind) and on writing the set (``write``).
     """
-    from .exports import export_files  # exports renders the same result: it imports this module
-
+    clock = _Clock(timings)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     remove_leftovers(out)
-    files = {
-        "geojson": (out / f"{result.stem}.geojson", geojson_text(result)),
-        "csv": (out / f"{result.stem}.csv", table_text(result)),
-        **export_files(result, out, export),
-    }
-    summary = {**result.summary(), "files": {kind: {"name": path.name, "sha256": _sha256(text)}
-                                            for kind, (path, text) in files.items()}}
-    files["summary"] = (out / f"{result.stem}.summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
-    staged: list[tuple[str, Path]] = []
+    renderers = {"geojson": (".geojson", geojson_chunks), "csv": (".csv", table_chunks),
+                 **{name: EXPORTS[name] for name in check_exports(export)}}
+    staged: dict[str, tuple[Path, str, str]] = {}  # kind -> (destination, temporary file, SHA-256)
     try:
-        for path, text in files.values():
-            staged.append((_stage(path, text), path))
-        files["summary"][0].unlink(missing_ok=True)  # from here on, until the last rename, no set is complete
-        for i, (tmp, path) in enumerate(staged):
-            os.replace(tmp, path)
-            if _KILL_AFTER_RENAMES is not None and i + 1 == _KILL_AFTER_RENAMES:  # tests: kill -9 mid-set
-                os.kill(os.getpid(), 9)
+        for kind, (suffix, render) in renderers.items():
+            with clock(kind):
+                dest = out / f"{result.stem}{suffix}"
+                staged[kind] = (dest, *_stage(dest, render(result)))
+        with clock("summary"):
+            summary = {**result.summary(), "files": {kind: {"name": dest.name, "sha256": digest}
+                                                    for kind, (dest, _, digest) in staged.items()}}
+            text = json.dumps(summary, indent=2, allow_nan=False) + "\n"
+        with clock("write"):
+            dest = out / f"{result.stem}.summary.json"
+            staged["summary"] = (dest, *_stage(dest, [text]))
+            _rename_set([(tmp, dest) for dest, tmp, _ in staged.values()])
     except BaseException:
-        for tmp, _ in staged:
+        for _, tmp, _ in staged.values():
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         raise
-    return {key: path for key, (path, _) in files.items()}
+    return {kind: dest for kind, (dest, _, _) in staged.items()}
+
+
+class _Clock:
+    """``with clock(key):`` adds the block's seconds to ``timings[key]`` (nothing without timings)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+
+    @contextmanager
+    def __call__(self, key: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.timings is not None:
+                self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - start
+
+
+def _rename_set(staged: list[tuple[str, Path]]) -> None:
+    """Remove the old summary (the last of ``staged``), then rename the staged files into place in order."""
+    staged[-1][1].unlink(missing_ok=True)  # from here on, until the last rename, no set is complete
+    for i, (tmp, path) in enumerate(staged):
+        os.replace(tmp, path)
+        if _KILL_AFTER_RENAMES is not None and i + 1 == _KILL_AFTER_RENAMES:  # tests: kill -9 mid-set
+            os.kill(os.getpid(), 9)
 
 
 _KILL_AFTER_RENAMES = int(os.environ["WSI_AMF_TEST_KILL_AFTER_RENAMES"]) if os.environ.get(
     "WSI_AMF_TEST_KILL_AFTER_RENAMES") else None
 
 
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _stage(dest: Path, text: str) -> str:
-    """``text`` written and synced under a temporary name beside ``dest`` (tagged with this process's id)."""
+def _stage(dest: Path, chunks: Iterable[str]) -> tuple[str, str]:
+    """The text ``chunks`` written and synced under a temporary name beside ``dest`` (tagged with this
+    process's id): the temporary file and the text's SHA-256 (UTF-8)."""
     try:
         fd, tmp = _temp_beside(dest)
     except OSError as exc:
         raise _write_error(dest, exc) from None
+    digest = hashlib.sha256()
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            for chunk in chunks:
+                data = chunk.encode("utf-8")
+                digest.update(data)
+                fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-    except OSError as exc:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        raise _write_error(dest, exc) from None
-    return tmp
+        if isinstance(exc, OSError):
+            raise _write_error(dest, exc) from None
+        raise
+    return tmp, digest.hexdigest()
 
 
 def _write_error(dest: Path, exc: OSError) -> OutputError:

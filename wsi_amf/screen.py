@@ -55,7 +55,7 @@ class ScreenResult:
     cache_path: Path
     n_read: int
     n_cached: int
-    timings: dict[str, float]
+    timings: dict[str, float]  # seconds per stage (see :func:`screen`)
     outputs: dict[str, Path] = field(default_factory=dict)
     cache_mode: str = "rw"  # "rw", "r" (read-only: nothing kept) or "none" (--no-cache)
     roi: Roi | None = None  # the region of interest, clipped to the slide
@@ -176,6 +176,11 @@ def screen(
     slide's file stem); with ``report`` too, the HTML slide report ``<stem>.report.html``
     (``wsi_amf.report.slide_report``). Every input is checked before the model loads and before the patch
     cache is touched.
+
+    ``timings`` of the result (seconds): ``points`` (reading them), ``prepare`` (the model, the cache's index),
+    ``classify`` (wall time of reading patches and the model, which overlap), ``read`` and ``model`` (the time
+    each of the two spent), ``total`` (up to here); with ``out`` also ``summary`` (hotspot and estimates
+    included), one per output file (rendering it), ``write`` (writing the set) and ``report``.
     """
     export = check_exports(export)
     check_options(batch_size=batch_size, threshold=threshold, mpp=mpp)
@@ -187,6 +192,7 @@ def screen(
     timings: dict[str, float] = {}
     with Slide(slide, mpp=mpp) as sl:
         pts, status, order, region = _candidates(sl, points, points_options, roi)
+        timings["points"] = time.perf_counter() - t0
         ensemble = open_ensemble(model, device=device, engine=engine, tta=tta)
         cfg = ensemble.bundle.config
         reference, stain_range = _quantification(ensemble.bundle)
@@ -196,9 +202,12 @@ def screen(
             cache_idx = np.full(len(pts), -1, dtype=np.int64)
             cache_idx[order] = pc.locate(pts.xy[order])
             _check_space(pc, np.unique(cache_idx[order]))
-            timings["prepare"] = time.perf_counter() - t0
-            probs, stains, n_read, n_cached, t_read = _classify(sl, pc, np.unique(cache_idx[order]), ensemble,
-                                                                batch_size=batch_size, workers=workers, progress=progress)
+            timings["prepare"] = time.perf_counter() - t0 - timings["points"]
+            t_classify = time.perf_counter()
+            probs, stains, stats = _classify(sl, pc, np.unique(cache_idx[order]), ensemble, batch_size=batch_size,
+                                             workers=workers, progress=progress)
+            timings["classify"] = time.perf_counter() - t_classify
+            n_read, n_cached = stats["read"], stats["cached"]
             cache_path, cache_mode = pc.path, pc.mode
         p = np.full(len(pts), np.nan)
         p[order] = probs[cache_idx[order]] if len(order) else []
@@ -210,7 +219,7 @@ def screen(
             log.warning("slide %s: %d of %d candidates lie on glass (their patch centre is less than %d%% tissue): "
                         "status background, outside the counts", sl.path, int(glass.sum()), len(pts),
                         round(100 * BACKGROUND_TISSUE))
-        timings["read"] = t_read
+        timings["read"], timings["model"] = stats["t_read"], stats["t_model"]
         timings["total"] = time.perf_counter() - t0
         info = ensemble.info
         result = ScreenResult(
@@ -223,11 +232,13 @@ def screen(
             output_stem=stem, reference=reference, stain=st[:, :2], stain_range=stain_range,
         )
     if out is not None:
-        outputs = write_outputs(result, out, export=export)
+        outputs = write_outputs(result, out, export=export, timings=timings)
         if report:
             from .report import slide_report
 
+            t_report = time.perf_counter()
             outputs["report"] = slide_report(outputs["summary"])
+            timings["report"] = time.perf_counter() - t_report
         result.outputs.update(outputs)  # the same result: its summary is not computed again
     return result
 
@@ -365,17 +376,17 @@ def _check_points_on_slide(pts: Points, slide: Slide, inside: np.ndarray) -> Non
 
 def _classify(
     slide: Slide, cache: PatchCache, needed: np.ndarray, ensemble: Ensemble, *, batch_size: int, workers: int, progress: bool
-) -> tuple[np.ndarray, int, int, float]:
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """P(atypical) and the patch stain statistics (``stain.patch_stats``) for every needed cache index (arrays
-    indexed by cache index); counts read / cached."""
+    indexed by cache index); counts read / cached and the seconds spent reading / in the model."""
     from tqdm.auto import tqdm
 
     probs = np.full(len(cache), np.nan)
     stains = np.full((len(cache), 3), np.nan)  # H, E, tissue share
+    stats = {"read": 0, "cached": 0, "t_read": 0.0, "t_model": 0.0}
     if len(needed) == 0:
-        return probs, stains, 0, 0, 0.0
+        return probs, stains, stats
     n_missing = int((~cache.filled[needed]).sum())
-    stats = {"read": 0, "cached": 0, "t_read": 0.0}
     q: queue.Queue = queue.Queue(maxsize=max(2, 2 * batch_size // CHUNK + 1))
     stop = threading.Event()
     bar_read = tqdm(total=n_missing, desc="reading patches", unit="patch", disable=not progress or n_missing == 0, leave=False)
@@ -410,9 +421,9 @@ def _classify(
             pend.append(patches)
             n_pend += len(idx)
             while n_pend >= batch_size:
-                n_pend = _run_batch(ensemble, pend_idx, pend, batch_size, probs, stains, bar_cls)
+                n_pend = _run_batch(ensemble, pend_idx, pend, batch_size, probs, stains, bar_cls, stats)
         while n_pend:
-            n_pend = _run_batch(ensemble, pend_idx, pend, batch_size, probs, stains, bar_cls)
+            n_pend = _run_batch(ensemble, pend_idx, pend, batch_size, probs, stains, bar_cls, stats)
     finally:
         stop.set()
         while reader.is_alive():  # unblock a producer waiting on a full queue
@@ -422,16 +433,18 @@ def _classify(
                 reader.join(0.05)
         bar_read.close()
         bar_cls.close()
-    return probs, stains, stats["read"], stats["cached"], stats["t_read"]
+    return probs, stains, stats
 
 
 def _run_batch(ensemble: Ensemble, pend_idx: list, pend: list, batch_size: int, probs: np.ndarray,  # noqa: ANN001
-               stains: np.ndarray, bar) -> int:  # noqa: ANN001
+               stains: np.ndarray, bar, stats: dict) -> int:  # noqa: ANN001
     idx = np.concatenate(pend_idx)
     patches = np.concatenate(pend) if len(pend) > 1 else pend[0]
     take = min(batch_size, len(idx))
+    t = time.perf_counter()
     probs[idx[:take]] = ensemble.predict(patches[:take])
     stains[idx[:take]] = patch_stats(patches[:take])
+    stats["t_model"] += time.perf_counter() - t
     bar.update(take)
     pend_idx.clear()
     pend.clear()
@@ -445,10 +458,12 @@ def _blocks(
     reader: PatchReader, cache: PatchCache, needed: np.ndarray, stats: dict, bar  # noqa: ANN001
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (cache indices, patches) chunk by chunk; missing patches are read, written to the cache."""
+    needed = np.unique(needed)  # sorted: each chunk's share is one slice
     blocks = np.unique(needed // CHUNK)
-    for b in blocks:
+    bounds = np.searchsorted(needed, np.r_[blocks, blocks[-1:] + 1] * CHUNK) if len(blocks) else []
+    for k, b in enumerate(blocks):
         start, stop = int(b) * CHUNK, min(len(cache), (int(b) + 1) * CHUNK)
-        want = needed[(needed >= start) & (needed < stop)]
+        want = needed[bounds[k]:bounds[k + 1]]
         filled = cache.filled[start:stop]
         patches = cache.read(start, stop) if filled.any() else None
         filled = cache.filled[start:stop]  # a chunk that failed to decode is now marked unfilled

@@ -130,7 +130,7 @@ def fmt_ci(ci: Sequence[float] | None, digits: int = 3) -> str:
 
 
 def image_uri(image: np.ndarray, *, fmt_name: str = "PNG", quality: int = 88) -> str:
-    """A ``data:`` URI of an RGB image: PNG (lossless: patches) or JPEG (photographic overviews, smaller)."""
+    """A ``data:`` URI of an RGB image: PNG (lossless: patches; RGBA too) or JPEG (photographic overviews, smaller)."""
     from PIL import Image
 
     buf = io.BytesIO()

@@ -217,10 +217,13 @@ _MARKER_COLORS = {"amf": AMF_HEX, "nmf": NMF_HEX, "skipped": GREY_HEX}
 
 
 def overlay_svg(uri: str, width: int, height: int, markers: Sequence[Marker], boxes: Sequence[Box] = (), *,
-                radius: float, ring: bool = False, label: str = "slide") -> str:
-    """An embedded image in its own pixel space with candidates as dots (or rings) and boxes on top."""
+                radius: float, ring: bool = False, label: str = "slide", layer_uri: str | None = None) -> str:
+    """An embedded image in its own pixel space with candidates as dots (or rings) and boxes on top; with
+    ``layer_uri``, a transparent image of candidates (``dot_layer``) over it, below the markers."""
     stroke = max(1.0, radius / 3)
     body = [f'<image href="{uri}" x="0" y="0" width="{width}" height="{height}"/>']
+    if layer_uri is not None:
+        body.append(f'<image class="candidate-layer" href="{layer_uri}" x="0" y="0" width="{width}" height="{height}"/>')
     for m in markers:
         color = _MARKER_COLORS[m.kind]
         paint = (f'fill="none" stroke="{color}" stroke-width="{stroke:.1f}"' if ring
@@ -235,3 +238,35 @@ def overlay_svg(uri: str, width: int, height: int, markers: Sequence[Marker], bo
                     f'stroke="{HOTSPOT_HEX}" stroke-width="{w:.1f}"><title>{esc(b.label)}</title></rect></g>')
     return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
             f'role="img" aria-label="{esc(label)}">{"".join(body)}</svg>')
+
+
+def dot_layer(width: int, height: int, groups: Sequence[tuple[str, np.ndarray]], *, radius: float,
+              ring: bool = False, chunk: int = 20000) -> np.ndarray:
+    """A transparent RGBA image (``height`` x ``width``) with a dot (or a ring) at every position of each
+    ``(kind, xy)`` group in its kind's colour (``amf`` | ``nmf`` | ``skipped``; dots with a white rim), the
+    groups drawn in order, the last on top: what ``overlay_svg`` draws as markers, for more candidates than
+    a page should hold as elements."""
+    layer = np.zeros((height, width, 4), dtype=np.uint8)
+    r = max(1.0, float(radius))
+    reach = int(math.ceil(r + 1))
+    dy, dx = (a.ravel() for a in np.mgrid[-reach : reach + 1, -reach : reach + 1])
+    d2 = dx * dx + dy * dy
+    band = max(1.0, r / 3)
+    fill = (d2 <= r * r) & (d2 >= (r - band) ** 2) if ring else d2 <= r * r
+    rim = np.zeros_like(fill) if ring else (d2 <= (r + 1) ** 2) & ~fill
+    for kind, xy in groups:
+        centres = np.rint(np.asarray(xy, dtype=np.float64).reshape(-1, 2)).astype(np.int64)
+        for stencil, rgb in ((rim, (255, 255, 255)), (fill, _rgb(_MARKER_COLORS[kind]))):
+            if not stencil.any():
+                continue
+            for start in range(0, len(centres), chunk):  # bounded memory: chunk x stencil pixels at a time
+                c = centres[start : start + chunk]
+                px = (c[:, 0:1] + dx[stencil]).ravel()
+                py = (c[:, 1:2] + dy[stencil]).ravel()
+                on = (px >= 0) & (px < width) & (py >= 0) & (py < height)
+                layer[py[on], px[on]] = (*rgb, 255)
+    return layer
+
+
+def _rgb(hex_colour: str) -> tuple[int, int, int]:
+    return int(hex_colour[1:3], 16), int(hex_colour[3:5], 16), int(hex_colour[5:7], 16)

@@ -24,13 +24,14 @@ from ..hotspot import find_hotspot
 from ..outputs import check_output_set
 from ..slide import Slide
 from . import html as h
-from .plots import Box, Marker, histogram_svg, overlay_svg
+from .plots import Box, Marker, dot_layer, histogram_svg, overlay_svg
 
 SUMMARY_SUFFIX = ".summary.json"
 REPORT_SUFFIX = ".report.html"
 GALLERY = 12
 THUMBNAIL = 1200
 ZOOM_MAX = 1536
+MARKER_LIMIT = 3000  # more candidates than this in a view are drawn as one image (a page of 200,000 stays small)
 FIGURE_RADIUS_UM = 12.0  # ring drawn around a figure in the hotspot view
 
 
@@ -45,18 +46,30 @@ class Candidates:
 
     @classmethod
     def read(cls, path: Path) -> Candidates:
+        """The columns the report uses, read row by row (no per-row objects kept: 200,000 rows stay small)."""
+        x: list[float] = []
+        y: list[float] = []
+        p: list[float] = []
+        atypical: list[bool] = []
+        classified: list[bool] = []
         try:
             with open(path, newline="", encoding="utf-8") as fh:
-                rows = list(csv.DictReader(fh))
-            xy = np.array([[float(r["x"]), float(r["y"])] for r in rows], dtype=np.float64).reshape(-1, 2)
-            classified = np.array([r["status"] == "ok" for r in rows], dtype=bool)
-            p = np.array([float(r["p_atypical"]) if r["status"] == "ok" else math.nan for r in rows], dtype=np.float64)
-            atypical = np.array([r["label"] == "atypical" for r in rows], dtype=bool) & classified
+                rows = csv.reader(fh)
+                header = next(rows, [])
+                ix, iy, ip, il, st = (header.index(c) for c in ("x", "y", "p_atypical", "label", "status"))
+                for row in rows:
+                    x.append(float(row[ix]))
+                    y.append(float(row[iy]))
+                    ok = row[st] == "ok"
+                    classified.append(ok)
+                    p.append(float(row[ip]) if ok else math.nan)
+                    atypical.append(ok and row[il] == "atypical")
         except FileNotFoundError:
             raise ReportError(f"table {path}: no such file (the report needs the screening's CSV beside its summary)") from None
-        except (KeyError, ValueError, TypeError, csv.Error) as exc:
+        except (IndexError, ValueError, TypeError, csv.Error) as exc:
             raise ReportError(f"table {path}: not a wsi-amf candidate table ({type(exc).__name__}: {exc})") from None
-        return cls(xy, p, atypical, classified)
+        xy = np.column_stack([np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)]).reshape(-1, 2)
+        return cls(xy, np.asarray(p, dtype=np.float64), np.asarray(atypical, dtype=bool), np.asarray(classified, dtype=bool))
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
@@ -114,7 +127,9 @@ def slide_report(
             h.section("Summary", _summary_table(s, sl, summary_path), ident="summary"),
             h.section("Slide", _thumbnail_view(sl, cands, hotspot), ident="slide",
                       note="Every classified candidate, coloured by class; the hotspot field framed in amber. "
-                           "Hover a dot for its probability and position."),
+                           + ("Hover a dot for its probability and position." if cands.classified.sum() <= MARKER_LIMIT
+                              else f"More than {MARKER_LIMIT:,} candidates: drawn as one image, without hover details "
+                                   "(the hotspot view and the CSV table have them).")),
             h.section("Hotspot", _hotspot_view(sl, cands, hotspot), ident="hotspot"),
             h.section("P(atypical)", histogram_svg(cands.p[cands.classified], cands.atypical[cands.classified],
                                                    threshold=float(s.get("threshold_calibrated", s["threshold"]))),
@@ -147,29 +162,36 @@ def _thumbnail_view(sl: Slide, c: Candidates, hotspot: Mapping[str, Any] | None)
     thumb = sl.thumbnail(THUMBNAIL)
     th, tw = thumb.shape[:2]
     sx, sy = tw / sl.dimensions[0], th / sl.dimensions[1]
-    markers = _markers(c, lambda x, y: (x * sx, y * sy))
+    radius = max(3.0, tw / 250)
+    markers, layer = _overlay(c, lambda xy: xy * (sx, sy), tw, th, radius=radius)
     boxes = []
     if hotspot is not None:
         x0, y0, x1, y1 = _on_slide(hotspot["box_px"], sl.dimensions)
         boxes.append(Box(x0 * sx, y0 * sy, x1 * sx, y1 * sy, _hotspot_line(hotspot)))
-    svg = overlay_svg(h.image_uri(thumb, fmt_name="JPEG"), tw, th, markers, boxes, radius=max(3.0, tw / 250),
-                      label="slide thumbnail with candidates")
+    svg = overlay_svg(h.image_uri(thumb, fmt_name="JPEG"), tw, th, markers, boxes, radius=radius,
+                      label="slide thumbnail with candidates", layer_uri=layer)
     legend = (f'<p class="legend"><span><i class="dot" style="background:{h.AMF_HEX}"></i>atypical ({int(c.atypical.sum())})</span>'
               f'<span><i class="dot" style="background:{h.NMF_HEX}"></i>normal ({int((c.classified & ~c.atypical).sum())})</span>'
               f'<span><i class="dot" style="background:{h.HOTSPOT_HEX};border-radius:0"></i>hotspot field</span></p>')
     return legend + svg
 
 
-def _markers(c: Candidates, to_image: Callable[[float, float], tuple[float, float]],
-             inside: np.ndarray | None = None) -> list[Marker]:
+def _overlay(c: Candidates, to_image: Callable[[np.ndarray], np.ndarray], width: int, height: int, *,
+             radius: float, ring: bool = False, inside: np.ndarray | None = None) -> tuple[list[Marker], str | None]:
+    """The classified candidates (those ``inside`` only, when given) for ``overlay_svg``, atypical drawn on
+    top: up to ``MARKER_LIMIT`` of them as markers with hover details, more as one image layer (its URI)."""
     keep = c.classified if inside is None else c.classified & inside
-    out = []
-    for i in [*np.flatnonzero(keep & ~c.atypical), *np.flatnonzero(keep & c.atypical)]:  # atypical drawn on top
-        x, y = to_image(*c.xy[i])
+    order = np.r_[np.flatnonzero(keep & ~c.atypical), np.flatnonzero(keep & c.atypical)]
+    where = to_image(c.xy[order])
+    if len(order) > MARKER_LIMIT:
+        groups = [(kind, where[c.atypical[order] == amf]) for kind, amf in (("nmf", False), ("amf", True))]
+        return [], h.image_uri(dot_layer(width, height, groups, radius=radius, ring=ring))
+    markers = []
+    for i, (x, y) in zip(order.tolist(), where.tolist()):
         kind = "amf" if c.atypical[i] else "nmf"
-        out.append(Marker(x, y, kind, f"{'atypical' if kind == 'amf' else 'normal'} p={c.p[i]:.3f} "
-                                      f"at ({c.xy[i, 0]:.0f}, {c.xy[i, 1]:.0f})"))
-    return out
+        markers.append(Marker(x, y, kind, f"{'atypical' if kind == 'amf' else 'normal'} p={c.p[i]:.3f} "
+                                          f"at ({c.xy[i, 0]:.0f}, {c.xy[i, 1]:.0f})"))
+    return markers, None
 
 
 def _hotspot_line(hs: Mapping[str, Any]) -> str:
@@ -199,10 +221,14 @@ def _hotspot_view(sl: Slide, c: Candidates, hotspot: Mapping[str, Any] | None) -
     j0, i0 = int((x0 - bx0) * scale), int((y0 - by0) * scale)
     image = image[i0 : max(i0 + 1, math.ceil((y1 - by0) * scale)), j0 : max(j0 + 1, math.ceil((x1 - bx0) * scale))]
     inside = (c.xy[:, 0] >= bx0) & (c.xy[:, 0] <= bx1) & (c.xy[:, 1] >= by0) & (c.xy[:, 1] <= by1)
-    markers = _markers(c, lambda x, y: ((x - bx0) * scale - j0, (y - by0) * scale - i0), inside)
+    radius = FIGURE_RADIUS_UM / crop_mpp
+    markers, layer = _overlay(c, lambda xy: (xy - (bx0, by0)) * scale - (j0, i0), image.shape[1], image.shape[0],
+                              radius=radius, ring=True, inside=inside)
     svg = overlay_svg(h.image_uri(image, fmt_name="JPEG", quality=90), image.shape[1], image.shape[0], markers,
-                      radius=FIGURE_RADIUS_UM / crop_mpp, ring=True, label="hotspot field")
+                      radius=radius, ring=True, label="hotspot field", layer_uri=layer)
     larger = " The field is larger than the slide: the view shows the part on it." if (x0, y0, x1, y1) != (bx0, by0, bx1, by1) else ""
+    if layer is not None:
+        larger += f" More than {MARKER_LIMIT:,} figures: drawn as one image, without hover details."
     note = (f"{h.esc(_hotspot_line(hotspot))}. Centre ({hotspot['centre_px'][0]:.0f}, {hotspot['centre_px'][1]:.0f}) "
             f"level-0 px; shown at {crop_mpp:.2f} \u00b5m/px.{larger} Scroll to zoom, drag to pan, double-click to reset.")
     return f'<p class="note">{note}</p><div class="zoom"><div class="zoom-inner">{svg}</div></div>'
