@@ -44,8 +44,11 @@ def one_torch_thread() -> Any:
 
 @pytest.fixture(scope="module")
 def data_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_data_csv(tmp_path_factory.mktemp("tiny"))
+
+
+def make_data_csv(root: Path) -> Path:
     """16 patches, 8 source slides (one atypical + one normal figure each), 2 domains of 4 slides."""
-    root = tmp_path_factory.mktemp("tiny")
     rng = np.random.default_rng(0)
     rows = []
     for i in range(16):
@@ -53,7 +56,7 @@ def data_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
         img = rng.integers(150, 230, (128, 128, 3), dtype=np.uint8)
         img[44:84, 44:84] = (40, 20, 90) if atypical else (120, 80, 160)
         path = root / "patches" / f"p{i:02d}.png"
-        path.parent.mkdir(exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(path)
         rows.append([f"patches/{path.name}", "AMF" if atypical else "NMF", f"slide{i // 2}", "A" if i < 8 else "B"])
     table = root / "labels.csv"

