@@ -31,6 +31,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CLASS_NAMES = ("normal", "atypical")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+#: What a member of a mixed ensemble may set for itself (``BundleConfig.member_overrides``).
+MEMBER_KEYS = ("architecture", "input_size", "crop_fraction", "mean", "std", "model_kwargs")
 # Bits that make a floating-point value NaN or infinite (all exponent bits set), by safetensors dtype; the
 # fp8 E4M3 format has no infinity and its NaN has every exponent and mantissa bit set.
 _NON_FINITE_BITS = {"F64": ("<u8", 0x7FF0_0000_0000_0000), "F32": ("<u4", 0x7F80_0000), "F16": ("<u2", 0x7C00),
@@ -59,13 +61,40 @@ class BundleConfig:
     # What the per-slide ratio estimators need (``quantify.Reference``): calibration map, out-of-fold figures,
     # stain range. Empty for a bundle trained before them: it screens with the uncorrected share of calls.
     quantification: Mapping[str, Any] = field(default_factory=dict)
+    # An ensemble of several architectures (``training.combine``): by member file, what differs from the
+    # values above (MEMBER_KEYS: architecture, preprocessing); and each member's 0-based fold, when a fold
+    # has several members (absent: member k is fold k's). Both are left out of bundle.json when empty.
+    member_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    member_folds: Mapping[str, int] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("members", "mean", "std", "class_names"):
             data[key] = list(data[key])
+        for key in ("member_overrides", "member_folds"):
+            if not data[key]:
+                del data[key]
         return data
+
+    def member(self, k: int) -> BundleConfig:
+        """The configuration of member ``k`` alone: its file, its architecture and preprocessing."""
+        name = self.members[k]
+        given = dict(self.member_overrides.get(name, {}))
+        for key in ("mean", "std"):
+            if key in given:
+                given[key] = _triple(given[key])
+        return replace(self, members=(name,), member_sha256={name: self.member_sha256[name]} if name in self.member_sha256 else {},
+                       member_overrides={}, member_folds={}, **given)
+
+    def fold_of(self, k: int) -> int:
+        """The 0-based fold whose validation figures member ``k`` never saw."""
+        return int(self.member_folds.get(self.members[k], k))
+
+    @property
+    def architectures(self) -> tuple[str, ...]:
+        """The members' architectures, each once, in member order."""
+        return tuple(dict.fromkeys(self.member(k).architecture for k in range(len(self.members))))
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], *, source: Path) -> BundleConfig:
@@ -93,6 +122,9 @@ class BundleConfig:
                 provenance=_object(data, "provenance"),
                 metrics=_object(data, "metrics"),
                 quantification=_object(data, "quantification"),
+                member_overrides={str(k): _object(_object(data, "member_overrides"), k)
+                                  for k in _object(data, "member_overrides")},
+                member_folds={str(k): int(v) for k, v in _object(data, "member_folds").items()},
             )
         except KeyError as exc:
             raise BundleError(f"model bundle {source}: {BUNDLE_FILE} lacks the key {exc.args[0]!r}") from None
@@ -124,6 +156,12 @@ class BundleConfig:
                 problems.append(f"member {name!r} is not a .safetensors file name inside the bundle")
         if self.member_sha256:
             problems += _hash_problems(self.members, self.member_sha256)
+        for name, given in self.member_overrides.items():
+            unknown = sorted(set(given) - set(MEMBER_KEYS))
+            if name not in self.members or unknown:
+                problems.append(f"member_overrides[{name!r}]: " + (f"unknown keys {unknown}" if unknown else "not a member"))
+        if any(name not in self.members or fold < 0 for name, fold in self.member_folds.items()):
+            problems.append("member_folds must give members 0-based fold numbers")
         if problems:
             raise BundleError(f"model bundle {source}: " + "; ".join(problems))
 
@@ -159,11 +197,12 @@ class ModelBundle:
         return [self.path / m for m in self.config.members]
 
     def describe(self) -> dict[str, Any]:
-        """A short description for summaries."""
+        """A short description for summaries (several architectures: joined by ``+``, the first member's
+        input size and crop)."""
         return {
             "name": self.name,
             "path": str(self.path),
-            "architecture": self.config.architecture,
+            "architecture": "+".join(self.config.architectures),
             "members": len(self.config.members),
             "input_size": self.config.input_size,
             "patch_size": self.config.patch_size,
@@ -276,12 +315,12 @@ def build_member(bundle: ModelBundle, index: int):  # -> torch.nn.Module
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    cfg = bundle.config
+    cfg = bundle.config.member(index)
     try:
         model = timm.create_model(cfg.architecture, pretrained=False, num_classes=1, **dict(cfg.model_kwargs))
     except (RuntimeError, TypeError, ValueError) as exc:
         raise BundleError(f"model bundle {bundle.path}: cannot build architecture {cfg.architecture!r} ({exc})") from None
-    path = bundle.path / cfg.members[index]
+    path = bundle.path / cfg.members[0]
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:

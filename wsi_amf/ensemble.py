@@ -69,7 +69,11 @@ class Ensemble:
         self.bundle = bundle
         self.device = resolve_device(device)
         self.tta = tta
-        self.preprocess = Preprocess.from_config(bundle.config)
+        # Members that share their preprocessing share one preprocessed batch (a mixed ensemble has several).
+        configs = [bundle.config.member(k) for k in range(len(bundle.config.members))]
+        keys = [(c.input_size, c.crop_fraction, tuple(c.mean), tuple(c.std)) for c in configs]
+        self._groups = [(Preprocess.from_config(configs[keys.index(key)]), [k for k in range(len(keys)) if keys[k] == key])
+                        for key in dict.fromkeys(keys)]
         self._torch_models: list[Any] = []
         self._sessions: list[Any] = []
         self.autocast_dtype: torch.dtype | None = None
@@ -99,7 +103,7 @@ class Ensemble:
         """Export the members to ONNX (or take their cached graphs) and compile them for a CPU runtime: the one
         asked for, or with ``auto`` the first of OpenVINO / ONNX Runtime that is installed and runs the
         architecture (else eager)."""
-        arch = self.bundle.config.architecture
+        arch = "+".join(self.bundle.config.architectures)
         try:
             graphs = [member_graph(self.bundle, k, lambda k=k: member(k)) for k in range(len(self.bundle.config.members))]
         except BundleError:  # a member that does not fit its architecture: the bundle's fault, whatever the engine
@@ -136,32 +140,35 @@ class Ensemble:
         with torch.inference_mode():
             host = torch.from_numpy(np.ascontiguousarray(patches))
             if self.device.startswith("cuda"):
-                x = self.preprocess(host.pin_memory().to(self.device, non_blocking=True))
-            else:
-                x = self.preprocess(host)
-            views = dihedral(x) if self.tta else [x]
+                host = host.pin_memory().to(self.device, non_blocking=True)
+            per_view: list[torch.Tensor] = []  # the members' summed P(atypical), per TTA view
+            for preprocess, members in self._groups:
+                x = preprocess(host)
+                sums = [self._members_prob(view, members) for view in (dihedral(x) if self.tta else [x])]
+                per_view = [a + b for a, b in zip(per_view, sums)] if per_view else sums
             total = torch.zeros(len(patches), dtype=torch.float64)
-            for view in views:
-                total += self._members_prob(view)
-            return (total / len(views)).numpy()
+            for view_sum in per_view:
+                total += view_sum / len(self.bundle.config.members)
+            return (total / len(per_view)).numpy()
 
-    def _members_prob(self, x: torch.Tensor) -> torch.Tensor:
+    def _members_prob(self, x: torch.Tensor, members: list[int]) -> torch.Tensor:
+        """The sum over ``members`` of their P(atypical) for the preprocessed batch ``x``."""
         import torch
 
         acc = torch.zeros(x.shape[0], dtype=torch.float64)
         if self._sessions:
             arr = x.contiguous().numpy()
-            for run in self._sessions:
-                logit = run(arr).reshape(-1)
+            for k in members:
+                logit = self._sessions[k](arr).reshape(-1)
                 acc += torch.sigmoid(torch.from_numpy(logit).double())
         else:
             if self.device.startswith("cuda"):
                 x = x.contiguous(memory_format=torch.channels_last)
-            for model in self._torch_models:
+            for k in members:
                 with torch.autocast(device_type="cuda", dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-                    logit = model(x).float().reshape(-1)
+                    logit = self._torch_models[k](x).float().reshape(-1)
                 acc += torch.sigmoid(logit.double()).cpu()
-        return acc / max(1, len(self._sessions) or len(self._torch_models))
+        return acc
 
 
 def open_ensemble(model: Ensemble | ModelBundle | str | Path | None, *, device: str = "auto", engine: str = "auto",

@@ -36,7 +36,7 @@ def member_graph(bundle: ModelBundle, k: int, build: Callable[[], Any]) -> Path 
     path = graphs_dir() / f"{_key(bundle, k)}.onnx"
     if path.is_file() and path.stat().st_size > 0:
         return path
-    graph = export(build(), bundle.config.input_size)
+    graph = export(build(), bundle.config.member(k).input_size)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -66,10 +66,10 @@ def export(model: Any, size: int) -> bytes:
 def _key(bundle: ModelBundle, k: int) -> str:
     import torch
 
-    cfg = bundle.config
+    cfg = bundle.config.member(k)
     h = hashlib.sha256(json.dumps([cfg.architecture, dict(cfg.model_kwargs), cfg.input_size, OPSET, torch.__version__],
                                   sort_keys=True, default=str).encode())
-    with open(bundle.path / cfg.members[k], "rb") as fh:
+    with open(bundle.path / cfg.members[0], "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()[:40]

@@ -26,9 +26,9 @@ def _register() -> None:
     from .demo import demo_cmd
     from .report import report_cmd
     from .screen import screen_cmd
-    from .train import calibrate_cmd, classify_cmd, evaluate_cmd, train_cmd
+    from .train import calibrate_cmd, classify_cmd, combine_cmd, evaluate_cmd, train_cmd
 
-    for cmd in (screen_cmd, batch_cmd, report_cmd, demo_cmd, train_cmd, evaluate_cmd, calibrate_cmd, classify_cmd,
+    for cmd in (screen_cmd, batch_cmd, report_cmd, demo_cmd, train_cmd, evaluate_cmd, calibrate_cmd, combine_cmd, classify_cmd,
                 classify_stack_cmd):
         main.add_command(cmd)
 

@@ -190,3 +190,29 @@ def calibrate_cmd(ctx: click.Context, bundle: Path, data: Path, data_format: str
         click.echo(f"{result.path}: calibration {q['calibration']['method']}, TPR {r['tpr']:.3f} ({r['tp']}/{r['tp'] + r['fn']}), "
                    f"FPR {r['fpr']:.3f} ({r['fp']}/{r['fp'] + r['tn']}) at threshold {r['threshold']:.3f}; "
                    f"estimator {q['estimator']}")
+
+
+@click.command("combine")
+@click.argument("bundles", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="The training data of every bundle.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle directory to write (created).")
+@click.option("--name", default=None, help="The combined bundle's name (default: the --out folder's).")
+@click.option("--force", is_flag=True, help="Overwrite a bundle already in --out.")
+@dataset_options
+@device_option
+@click.pass_context
+@handle_errors
+def combine_cmd(ctx: click.Context, bundles: tuple[Path, ...], data: Path, data_format: str | None, **opts: Any) -> None:
+    """One ensemble of several BUNDLES trained on DATA with the same folds (e.g. different architectures).
+
+    Each keeps its members' architecture and preprocessing; a figure's out-of-fold score is the mean of its
+    fold's members, and the threshold, metrics and calibration are computed from it.
+    """
+    from ..training.combine import combine
+
+    result = combine(bundles, data, format=data_format, quiet=is_quiet(ctx), **opts)
+    if not is_quiet(ctx):
+        m = result.config.metrics["cv_oof"]
+        click.echo(f"{result.path}: {len(result.config.members)} members ({'+'.join(result.config.architectures)}); "
+                   f"out-of-fold {', '.join(f'{k} {v:.3f}' for k, v in m.items() if isinstance(v, float))}; "
+                   f"threshold {result.config.threshold:.3f}")

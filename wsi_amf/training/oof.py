@@ -1,6 +1,7 @@
 """A bundle's out-of-fold predictions rebuilt from its recorded folds.
 
-A bundle written by ``train`` is a k-fold ensemble: member k is fold k's model. Given the dataset it was
+A bundle written by ``train`` is a k-fold ensemble: member k is fold k's model (a mixed ensemble records
+each member's fold: ``BundleConfig.member_folds``; a figure's score is then the mean of its fold's members). Given the dataset it was
 trained on (checked by fingerprint), the grouped folds are rebuilt from the recorded split seed and each
 member scores only the figures of its own validation fold, which it never saw: the same out-of-fold
 predictions ``train`` computed. This is how a bundle trained before the ratio estimators existed (the
@@ -47,12 +48,14 @@ def recorded_oof(bundle: ModelBundle, data: PatchDataset, *, device: str = "cpu"
     seed = (prov.get("seeds") or {}).get("split")
     if seed is None:
         raise DatasetError(f"model bundle {bundle.path}: bundle.json records no split seed (provenance.seeds.split)")
-    folds = stratified_group_folds(data.labels, data.groups, len(cfg.members), seed=int(seed))
+    member_fold = [cfg.fold_of(k) for k in range(len(cfg.members))]
+    folds = stratified_group_folds(data.labels, data.groups, max(member_fold) + 1, seed=int(seed))
     p = np.full(len(data), np.nan)
     fold_of = np.zeros(len(data), dtype=np.int64)
-    for fold in folds:
-        member = dataclasses.replace(cfg, members=(cfg.members[fold.index],))
-        ens = Ensemble(dataclasses.replace(bundle, config=member), device=device, engine=engine)
+    for fold in folds:  # a fold's members (one, or one per architecture of a mixed ensemble) averaged
+        members = tuple(name for name, f in zip(cfg.members, member_fold) if f == fold.index)
+        ens = Ensemble(dataclasses.replace(bundle, config=dataclasses.replace(cfg, members=members)), device=device,
+                       engine=engine)
         idx = fold.val
         p[idx] = np.concatenate([ens.predict(data.images[idx[i:i + batch_size]]) for i in range(0, len(idx), batch_size)])
         fold_of[idx] = fold.index + 1

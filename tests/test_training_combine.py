@@ -1,0 +1,66 @@
+"""Mixed ensembles: bundles of different architectures trained on the same folds combined into one, whose
+members keep their own architecture and preprocessing and whose out-of-fold scores average each fold's members."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from test_training_train import make_data_csv
+
+from wsi_amf import load_bundle
+from wsi_amf.cli import main
+from wsi_amf.ensemble import Ensemble
+from wsi_amf.errors import OptionError
+from wsi_amf.training import load_dataset, train
+from wsi_amf.training.combine import combine
+from wsi_amf.training.oof import recorded_oof
+
+TINY = {"img_size": 32, "epochs": 1, "folds": 2, "batch_size": 8, "device": "cpu", "quiet": True}
+
+
+@pytest.fixture(scope="module")
+def two_bundles(tmp_path_factory):  # noqa: ANN201
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("combine")
+    data = make_data_csv(root / "data")
+    a = train(data, root / "a", arch="resnet10t", **TINY).bundle
+    b = train(data, root / "b", **{**TINY, "arch": "convnextv2_atto", "img_size": 48, "crop": 0.8}).bundle
+    yield data, a, b, root
+    torch.set_num_threads(threads)
+
+
+def test_a_combined_bundle_averages_its_members_with_their_own_preprocessing(two_bundles) -> None:
+    data, a, b, root = two_bundles
+    mixed = combine([a.path, b.path], data, out=root / "mixed", quiet=True)
+    cfg = load_bundle(mixed.path).config
+    assert cfg.architectures == ("resnet10t", "convnextv2_atto") and len(cfg.members) == 4
+    assert cfg.member(2).architecture == "convnextv2_atto" and cfg.member(2).input_size == 48
+    assert cfg.member(2).crop_fraction == 0.8 and cfg.member(0).input_size == 32
+    assert [cfg.fold_of(k) for k in range(4)] == [0, 1, 0, 1]
+    patches = np.random.default_rng(0).integers(0, 256, (6, 128, 128, 3), dtype=np.uint8)
+    for engine in ("torch", "auto"):
+        both = Ensemble(load_bundle(mixed.path), device="cpu", engine=engine).predict(patches)
+        pa = Ensemble(a, device="cpu", engine=engine).predict(patches)
+        pb = Ensemble(b, device="cpu", engine=engine).predict(patches)
+        np.testing.assert_allclose(both, (pa + pb) / 2, atol=1e-6)
+    ds = load_dataset(data, quiet=True)
+    oof = recorded_oof(load_bundle(mixed.path), ds, engine="torch")
+    expected = (recorded_oof(a, ds, engine="torch").p + recorded_oof(b, ds, engine="torch").p) / 2
+    np.testing.assert_allclose(oof.p, expected, atol=1e-6)  # a figure: the mean of its fold's members
+    assert cfg.quantification["estimator"] and 0.0 <= cfg.threshold <= 1.0
+    assert [s["architecture"] for s in cfg.provenance["combined_from"]] == ["resnet10t", "convnextv2_atto"]
+
+
+def test_bundles_of_other_folds_or_data_are_refused(two_bundles, tmp_path: Path) -> None:
+    data, a, _, root = two_bundles
+    three = train(data, tmp_path / "three", arch="resnet10t", **{**TINY, "folds": 3}).bundle
+    with pytest.raises(OptionError, match="cannot be combined: not cross-validated on the same folds"):
+        combine([a.path, three.path], data, out=tmp_path / "x", quiet=True)
+    result = CliRunner().invoke(main, ["combine", str(a.path), "--data", str(data), "--out", str(tmp_path / "y")])
+    assert result.exit_code == 2 and "at least two bundles" in result.output
