@@ -21,6 +21,7 @@ optimised >= 2 x eager; cache writes >= min(model, read); warm re-run reads noth
 
     python benchmarks/screen_throughput.py               # CMU-1-Small-Region from ../shared, 1,000 points
     python benchmarks/screen_throughput.py --quick       # smoke run
+    python benchmarks/screen_throughput.py --model default   # the built-in model (or --model BUNDLE_DIR)
     python benchmarks/screen_throughput.py --full        # peak memory at 100,000 candidates
     python benchmarks/screen_throughput.py --json out.json
     python benchmarks/screen_throughput.py --repeat 5      # best of 5 interleaved rounds (default 3)
@@ -353,6 +354,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--points", type=int, default=None, help="candidates, uniform in the slide (default 1000; 200 with --quick)")
     p.add_argument("--arch", default="convnextv2_atto", help="timm architecture of the random bundle")
     p.add_argument("--members", type=int, default=1, help="ensemble members")
+    p.add_argument("--model", default=None, help="a bundle directory, or 'default' (the built-in model), "
+                                                 "instead of a random --arch x --members bundle")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--engine", default="auto", choices=("auto", "openvino", "onnx"),
                    help="the optimised CPU path (default: auto, what screen uses)")
@@ -388,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from wsi_amf import Slide, screen
-    from wsi_amf.bundle import random_bundle
+    from wsi_amf.bundle import load_bundle, random_bundle
     from wsi_amf.ensemble import Ensemble
 
     if args.repeat is None:
@@ -416,8 +419,13 @@ def main(argv: list[str] | None = None) -> int:
         pts = make_points(xy)
         log(f"slide {slide_path.name}: {dims[0]}x{dims[1]} px, {slide_mpp} um/px, {levels} level(s); {n_points} points")
 
-        bundle, t_bundle = timed(random_bundle, workdir / "bundle", architecture=args.arch, members=args.members)
+        if args.model:
+            bundle, t_bundle = timed(load_bundle, None if args.model == "default" else args.model)
+        else:
+            bundle, t_bundle = timed(random_bundle, workdir / "bundle", architecture=args.arch, members=args.members)
         cfg = bundle.config
+        model_label = (f"{bundle.name} ({'+'.join(cfg.architectures)}, {len(cfg.members)} members)" if args.model
+                       else f"{args.arch} x{args.members}")
         size, mpp = cfg.patch_size, cfg.mpp
         ens_fast, t_fast_load = timed(Ensemble, bundle, device="cpu", engine=args.engine)
         ens_eager, t_eager_load = timed(Ensemble, bundle, device="cpu", engine="torch")
@@ -428,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
                     alternatives[alt] = Ensemble(bundle, device="cpu", engine=alt)
                 except Exception as exc:  # not installed, or cannot run the architecture
                     log(f"engine {alt}: unavailable ({exc})")
-        log(f"model {args.arch} x{args.members}: {ens_fast.engine} ready in {t_fast_load:.1f} s, eager in {t_eager_load:.1f} s")
+        log(f"model {model_label}: {ens_fast.engine} ready in {t_fast_load:.1f} s, eager in {t_eager_load:.1f} s")
         warm_file(slide_path)
 
         # Rounds: each times every fast row once, interleaved, so that load from other work hits all rows alike;
@@ -558,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print()
     print(f"wsi-amf screening benchmark: {slide_path.name} ({dims[0]}x{dims[1]} px, {slide_mpp:g} um/px), "
-          f"{n:,} points ({n_cls:,} inside), {args.arch} x{args.members}, patch {size} px at {mpp:g} um/px, "
+          f"{n:,} points ({n_cls:,} inside), {model_label}, patch {size} px at {mpp:g} um/px, "
           f"batch {args.batch_size}")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPU(s), torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), python {platform.python_version()}")
@@ -620,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         figures = {
             "slide": str(slide_path), "dimensions": dims, "slide_mpp": slide_mpp, "points": n, "inside": n_cls,
-            "architecture": args.arch, "members": args.members, "batch_size": args.batch_size, "patch_size": size, "repeat": args.repeat,
+            "architecture": "+".join(cfg.architectures), "members": len(cfg.members), "model": model_label, "batch_size": args.batch_size, "patch_size": size, "repeat": args.repeat,
             "load_average_start": load0, "load_average_end": os.getloadavg()[0],
             "model_mpp": mpp, "engine": ens_fast.engine, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "patches_per_s": {"pipeline_cold": r_cold, "pipeline_warm": r_warm, "model_eager": r_eager,
