@@ -3,6 +3,7 @@ members keep their own architecture and preprocessing and whose out-of-fold scor
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,10 @@ def test_a_combined_bundle_averages_its_members_with_their_own_preprocessing(two
     np.testing.assert_allclose(oof.p, expected, atol=1e-6)  # a figure: the mean of its fold's members
     assert cfg.quantification["estimator"] and 0.0 <= cfg.threshold <= 1.0
     assert [s["architecture"] for s in cfg.provenance["combined_from"]] == ["resnet10t", "convnextv2_atto"]
+    metrics = json.loads((mixed.path / "metrics.json").read_text())
+    assert metrics["roc_auc"] == pytest.approx(cfg.metrics["cv_oof"]["roc_auc"])
+    rows = (mixed.path / "oof_predictions.csv").read_text().splitlines()
+    assert len(rows) == 17 and "fold" in rows[0]
 
 
 def test_bundles_of_other_folds_or_data_are_refused(two_bundles, tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ Member j of each source bundle is fold j's model, so the combined bundle has sev
 per source), each with its own architecture and preprocessing (``BundleConfig.member_overrides``) and its
 fold (``member_folds``). A figure's out-of-fold score is the mean of its fold's members (``oof.recorded_oof``
 on the training data, which must be the sources' own: checked by fingerprint); the threshold (best balanced
-accuracy), the out-of-fold metrics and the quantification entry are computed from it, as ``train`` does.
+accuracy), the out-of-fold metrics (``metrics.json``, ``oof_predictions.csv`` beside the bundle) and the
+quantification entry are computed from it, as ``train`` does.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .calibrate import quantification_block
 from .datasets import PatchDataset, load_dataset
 from .metrics import best_balanced_accuracy_threshold
 from .oof import recorded_oof
-from .reports import headline, json_ready, metrics_report
+from .reports import headline, json_ready, metrics_report, write_json, write_predictions
 
 
 def combine(bundles: Sequence[str | Path | ModelBundle], data: str | Path | PatchDataset, *, out: str | Path,
@@ -81,6 +82,11 @@ def combine(bundles: Sequence[str | Path | ModelBundle], data: str | Path | Patc
     provenance["data"] = {**(provenance["data"] or {}), "patch_digests": ds.patch_digests()}
     config = replace(config, threshold=threshold, metrics=metrics, provenance=provenance,
                      quantification=quantification_block(ds, oof.p, oof.folds, threshold))
+    write_json(target / "metrics.json", {"combined_from": [str(s.path) for s in sources], "threshold": threshold,
+                                         **report})
+    write_predictions(target / "oof_predictions.csv", paths=ds.paths, p=oof.p, threshold=threshold, labels=ds.labels,
+                      columns={"fold": oof.folds.tolist(), "group": ds.groups.tolist(),
+                               **{k: v.tolist() for k, v in ds.domains.items()}})
     atomic_write_text(target / BUNDLE_FILE, json.dumps(config.to_json(), indent=2) + "\n")
     return ModelBundle(path=target, config=config)
 
