@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from points_files import SLIDERUNNER_SCHEMA, box, gc_point, gc_points, midogpp
 
@@ -229,6 +229,7 @@ def geojson_document() -> bytes:
 @FUZZ
 @given(container=st.sampled_from(["gz", "zip"]), flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)),
                                                                  max_size=3), cut=st.none() | st.integers(0, 400))
+@example(container="zip", flips=[(191823, 0)], cut=None)  # a member name zeroed: ZipInfo.is_dir raised IndexError
 def test_damaged_containers(tmp_path: Path, container: str, flips: list[tuple[int, int]], cut: int | None) -> None:
     document = geojson_document()
     if container == "gz":

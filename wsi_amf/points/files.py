@@ -92,7 +92,8 @@ def _zip_members(path: Path, data: bytes) -> tuple[tuple[str, str], ...]:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             infos = sorted(archive.infolist(), key=lambda info: info.filename)
-            members = [info for info in infos if not info.is_dir() and _is_geojson_member(info.filename)]
+            # (a damaged central directory can hold an empty name, on which ZipInfo.is_dir raises)
+            members = [info for info in infos if not info.filename.endswith("/") and _is_geojson_member(info.filename)]
             if not members:
                 raise PointsError(
                     f"points file {path}: the zip archive holds no .geojson or .json file "
