@@ -49,15 +49,31 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[An
     dest = Path(path)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _write_error(dest, exc) from None
+    with _temp_file(dest, mode, **kwargs) as (fh, tmp):
+        yield fh
+    try:
+        os.replace(tmp, dest)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise _write_error(dest, exc) from None
+
+
+@contextmanager
+def _temp_file(dest: Path, mode: str, **kwargs: Any) -> Iterator[tuple[Any, str]]:
+    """``(file, its path)``: a temporary file beside ``dest``, flushed and synced when the block ends, removed
+    when it fails (an OSError becomes a one-line OutputError naming ``dest``)."""
+    try:
         fd, tmp = _temp_beside(dest)
     except OSError as exc:
         raise _write_error(dest, exc) from None
     try:
         with os.fdopen(fd, mode, **kwargs) as fh:
-            yield fh
+            yield fh, tmp
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, dest)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -347,25 +363,12 @@ _KILL_AFTER_RENAMES = int(os.environ["WSI_AMF_TEST_KILL_AFTER_RENAMES"]) if os.e
 def _stage(dest: Path, chunks: Iterable[str]) -> tuple[str, str]:
     """The text ``chunks`` written and synced under a temporary name beside ``dest`` (tagged with this
     process's id): the temporary file and the text's SHA-256 (UTF-8)."""
-    try:
-        fd, tmp = _temp_beside(dest)
-    except OSError as exc:
-        raise _write_error(dest, exc) from None
     digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            for chunk in chunks:
-                data = chunk.encode("utf-8")
-                digest.update(data)
-                fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise _write_error(dest, exc) from None
-        raise
+    with _temp_file(dest, "wb") as (fh, tmp):
+        for chunk in chunks:
+            data = chunk.encode("utf-8")
+            digest.update(data)
+            fh.write(data)
     return tmp, digest.hexdigest()
 
 
