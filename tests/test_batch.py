@@ -26,7 +26,7 @@ from wsi_amf.batch.worker import SlideWorker
 from wsi_amf.cli import main
 from wsi_amf.ensemble import Ensemble
 from wsi_amf.errors import OptionError
-from wsi_amf.quantify import wilson_interval
+from wsi_amf.stats import wilson_interval
 from wsi_amf.screen import fill_cache
 from wsi_amf.synthetic import write_slide_with_points
 

@@ -17,7 +17,7 @@ from conftest import shared_file
 from wsi_amf.bundle import default_bundle_path, load_bundle
 from wsi_amf.ensemble import Ensemble
 from wsi_amf.training.datasets import load_dataset
-from wsi_amf.training.metrics import binary_metrics, roc_auc
+from wsi_amf.stats import binary_metrics, roc_auc
 from wsi_amf.training.splits import stratified_group_folds
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from wsi_amf import hotspot, screen
 from wsi_amf.hotspot import densest_square, find_hotspot
-from wsi_amf.quantify import wilson_interval
+from wsi_amf.stats import wilson_interval
 
 
 def brute_force(xy: np.ndarray, side: float) -> tuple[float, float, int]:

@@ -22,7 +22,7 @@ from wsi_amf.cli import main
 from wsi_amf.errors import OptionError, ReportError
 from wsi_amf.report import cohort_report, evaluation_report, evaluation_report_dir, slide_report, write_reports
 from wsi_amf.slide import Slide
-from wsi_amf.training.metrics import roc_curve
+from wsi_amf.stats import roc_curve
 from wsi_amf.training.reports import metrics_report
 
 

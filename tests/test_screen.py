@@ -21,7 +21,7 @@ from wsi_amf import screen
 from wsi_amf.cli import main
 from wsi_amf.ensemble import Ensemble
 from wsi_amf.outputs import AMF_CLASS, NMF_CLASS
-from wsi_amf.quantify import wilson_interval
+from wsi_amf.stats import wilson_interval
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,7 +20,7 @@ from wsi_amf.cli.train import classify_cmd, evaluate_cmd, train_cmd
 from wsi_amf.ensemble import Ensemble
 from wsi_amf.errors import OptionError
 from wsi_amf.training import load_dataset, train, trainer
-from wsi_amf.training.metrics import best_balanced_accuracy_threshold
+from wsi_amf.stats import best_balanced_accuracy_threshold
 
 TINY = {"arch": "resnet10t", "img_size": 32, "epochs": 1, "folds": 2, "batch_size": 8, "device": "cpu", "quiet": True}
 

@@ -6,8 +6,7 @@ The data flow, one module per step: ``slide`` -> ``points`` -> ``cache`` -> ``en
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .batch import BatchResult, screen_batch
 from .bundle import BundleConfig, ModelBundle, load_bundle
 from .errors import BundleError, CacheError, DatasetError, OptionError, PointsError, SlideError, WsiAmfError

@@ -16,13 +16,13 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .errors import BundleError, one_line
+from .files import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -287,8 +287,6 @@ def save_bundle(path: str | Path, config: BundleConfig, state_dicts: list[Mappin
     """Write a bundle: one safetensors file per member state dict, then ``bundle.json`` (atomically)."""
     from safetensors.torch import save_file
 
-    from .outputs import atomic_write_text
-
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
     names = tuple(f"member-{k}.safetensors" for k in range(len(state_dicts)))
@@ -299,9 +297,8 @@ def save_bundle(path: str | Path, config: BundleConfig, state_dicts: list[Mappin
             if fp16 and t.is_floating_point():
                 t = t.half()
             tensors[key] = t.clone()
-        tmp = root / f".{name}.tmp-{os.getpid()}"
-        save_file(tensors, str(tmp))  # created with the umask's permissions, renamed into place
-        os.replace(tmp, root / name)
+        with atomic_path(root / name) as tmp:
+            save_file(tensors, str(tmp))
     digests = {name: hashlib.sha256((root / name).read_bytes()).hexdigest() for name in names}
     config = replace(config, members=names, member_sha256=digests)
     config.validate(root)

@@ -1,20 +1,28 @@
-"""Reading a user's input file (text, JSON) with one-line errors that name the file and the problem, and
-naming JSON values in such messages.
+"""Files: reading a user's input file (text, JSON) with one-line errors that name the file and the problem,
+naming JSON values in such messages, and writing every output atomically.
 
 ``what`` names the kind of file in messages ("ROI file", ...); ``error`` is the error type to raise.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import logging
 import math
 import os
+import re
 import stat
 import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from .errors import WsiAmfError, one_line
+from .errors import OutputError, WsiAmfError, one_line
+
+log = logging.getLogger(__name__)
 
 
 def read_text(path: Path, *, what: str, error: type[WsiAmfError]) -> str:
@@ -152,3 +160,129 @@ def geojson_features(data: Any, *, where: str, error: type[WsiAmfError], expecte
             raise error(f"{where}: 'features' is {json_type(features)}, expected a list")
         return features
     return [data]
+
+
+# Writing. Every file wsi-amf writes goes through these: a temporary file beside the destination, flushed and
+# synced, renamed over it only when it is whole; removed on failure; an OSError becomes one OutputError line.
+
+
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[Any]:
+    """Open a temporary file beside ``path``; rename it over ``path`` only if the block succeeds."""
+    dest = Path(path)
+    _make_parent(dest)
+    with temp_file(dest, mode, **kwargs) as (fh, tmp):
+        yield fh
+    _replace(tmp, dest)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """``text`` written to ``path`` (UTF-8, newlines as given) atomically."""
+    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """``data`` written to ``path`` atomically."""
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` for a writer that takes a file name (safetensors' ``save_file``): synced
+    and renamed over ``path`` if the block succeeds, removed otherwise."""
+    dest = Path(path)
+    _make_parent(dest)
+    with temp_file(dest, "r+b") as (fh, tmp):
+        yield Path(tmp)
+        os.fsync(fh.fileno())  # the writer wrote through its own handle: sync what it wrote
+    _replace(tmp, dest)
+
+
+@contextmanager
+def temp_file(dest: Path, mode: str, **kwargs: Any) -> Iterator[tuple[Any, str]]:
+    """``(file, its path)``: a temporary file beside ``dest``, flushed and synced when the block ends, removed
+    when it fails (an OSError becomes a one-line OutputError naming ``dest``)."""
+    try:
+        fd, tmp = _temp_beside(dest)
+    except OSError as exc:
+        raise write_error(dest, exc) from None
+    try:
+        with os.fdopen(fd, mode, **kwargs) as fh:
+            yield fh, tmp
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise write_error(dest, exc) from None
+        raise
+
+
+def _make_parent(dest: Path) -> None:
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(dest, exc) from None
+
+
+def _replace(tmp: str, dest: Path) -> None:
+    try:
+        os.replace(tmp, dest)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise write_error(dest, exc) from None
+
+
+def _temp_beside(dest: Path) -> tuple[int, str]:
+    """A new temporary file beside ``dest``, named ``.<name>.<pid>.<random>.tmp`` (``remove_leftovers`` knows
+    it), with the usual permissions (mkstemp makes 0600)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp", dir=dest.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
+    return fd, tmp
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_error(dest: Path, exc: OSError) -> OutputError:
+    """The one-line error for a file that cannot be written."""
+    if exc.errno == errno.ENOSPC:
+        return OutputError(f"output {dest}: the disk is full; free space or choose another --out")
+    return OutputError(f"output {dest}: cannot be written ({exc.strerror or exc})")
+
+
+_LEFTOVER = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
+
+
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Remove the temporary files that runs killed half way left in ``folder`` (those of live processes stay)."""
+    removed = []
+    for path in folder.glob(".*.tmp"):
+        m = _LEFTOVER.match(path.name)
+        if m is None or _alive(int(m.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(path)
+    if removed:
+        log.info("%s: removed %d temporary file(s) left by an interrupted run", folder, len(removed))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -25,7 +25,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from .quantify import wilson_interval
+from .stats import wilson_interval
 
 FIELD_AREA_MM2 = 2.0
 FIELD_SHAPE = "square"

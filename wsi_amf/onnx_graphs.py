@@ -12,14 +12,14 @@ import hashlib
 import io
 import json
 import logging
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 from .bundle import ModelBundle
 from .cache import cache_root
+from .errors import OutputError
+from .files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -38,13 +38,9 @@ def member_graph(bundle: ModelBundle, k: int, build: Callable[[], Any]) -> Path 
         return path
     graph = export(build(), bundle.config.member(k).input_size)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(graph)
-        os.replace(tmp, path)
+        atomic_write_bytes(path, graph)
         return path
-    except OSError as exc:
+    except OutputError as exc:
         log.info("ONNX graph cache %s not writable (%s); keeping the graph in memory", path.parent, exc)
         return graph
 

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import hashlib
 import io
 import json
 import logging
 import math
 import os
-import re
-import tempfile
 import time
 import uuid
 from contextlib import contextmanager
@@ -25,10 +22,10 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import numpy as np
 
-from .errors import OutputError
 from .exports import EXPORTS, check_exports, row_chunks
+from .files import remove_leftovers, temp_file
 from .hotspot import find_hotspot
-from .quantify import wilson_interval
+from .stats import wilson_interval
 from .roi import BREAST_COUNT_AREA_MM2, roi_summary
 
 if TYPE_CHECKING:
@@ -41,64 +38,6 @@ NMF_CLASS = "Normal mitotic figure"
 AMF_COLOR = [220, 20, 60]
 NMF_COLOR = [30, 144, 255]
 _UUID_NAMESPACE = uuid.UUID("6d1c9a5e-3b7e-4f0a-9a51-2f1d0c7a6b11")
-
-
-@contextmanager
-def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[Any]:
-    """Open a temporary file beside ``path``; rename it over ``path`` only if the block succeeds."""
-    dest = Path(path)
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise _write_error(dest, exc) from None
-    with _temp_file(dest, mode, **kwargs) as (fh, tmp):
-        yield fh
-    try:
-        os.replace(tmp, dest)
-    except OSError as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise _write_error(dest, exc) from None
-
-
-@contextmanager
-def _temp_file(dest: Path, mode: str, **kwargs: Any) -> Iterator[tuple[Any, str]]:
-    """``(file, its path)``: a temporary file beside ``dest``, flushed and synced when the block ends, removed
-    when it fails (an OSError becomes a one-line OutputError naming ``dest``)."""
-    try:
-        fd, tmp = _temp_beside(dest)
-    except OSError as exc:
-        raise _write_error(dest, exc) from None
-    try:
-        with os.fdopen(fd, mode, **kwargs) as fh:
-            yield fh, tmp
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise _write_error(dest, exc) from None
-        raise
-
-
-def _temp_beside(dest: Path) -> tuple[int, str]:
-    """A new temporary file beside ``dest``, named ``.<name>.<pid>.<random>.tmp`` (``remove_leftovers`` knows
-    it), with the usual permissions (mkstemp makes 0600)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp", dir=dest.parent)
-    os.fchmod(fd, 0o666 & ~_umask())
-    return fd, tmp
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
 
 
 def _finite(value: float) -> float | None:
@@ -364,48 +303,12 @@ def _stage(dest: Path, chunks: Iterable[str]) -> tuple[str, str]:
     """The text ``chunks`` written and synced under a temporary name beside ``dest`` (tagged with this
     process's id): the temporary file and the text's SHA-256 (UTF-8)."""
     digest = hashlib.sha256()
-    with _temp_file(dest, "wb") as (fh, tmp):
+    with temp_file(dest, "wb") as (fh, tmp):
         for chunk in chunks:
             data = chunk.encode("utf-8")
             digest.update(data)
             fh.write(data)
     return tmp, digest.hexdigest()
-
-
-def _write_error(dest: Path, exc: OSError) -> OutputError:
-    if exc.errno == errno.ENOSPC:
-        return OutputError(f"output {dest}: the disk is full; free space or choose another --out")
-    return OutputError(f"output {dest}: cannot be written ({exc.strerror or exc})")
-
-
-_LEFTOVER = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
-
-
-def remove_leftovers(folder: Path) -> list[Path]:
-    """Remove the temporary files that runs killed half way left in ``folder`` (those of live processes stay)."""
-    removed = []
-    for path in folder.glob(".*.tmp"):
-        m = _LEFTOVER.match(path.name)
-        if m is None or _alive(int(m.group(1))):
-            continue
-        with contextlib.suppress(OSError):
-            path.unlink()
-            removed.append(path)
-    if removed:
-        log.info("%s: removed %d temporary file(s) left by an interrupted run", folder, len(removed))
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def check_output_set(summary_path: str | Path) -> str | None:

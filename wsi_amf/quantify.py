@@ -38,25 +38,14 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .calibration import Calibration, fit_calibration, fit_logistic, logit, sigmoid
+from .stats import wilson_interval
 
 ESTIMATORS = ("cc", "acc", "pcc", "pacc", "em")
 DEFAULT_ESTIMATOR = "acc"  # chosen by benchmarks/ratio_accuracy.py: see benchmarks/README.md
 UNCORRECTED = "cc (uncorrected: the bundle has no calibration)"
 N_REPLICATES = 1000
 SEED = 20021
-_Z95 = 1.959963984540054
 _GRID = np.linspace(-12.0, 12.0, 481)  # bin edges on the logit of the score (0.05 wide)
-
-
-def wilson_interval(k: int, n: int, z: float = _Z95) -> tuple[float, float] | None:
-    """Wilson score interval for a binomial proportion k/n (None when n == 0)."""
-    if n <= 0:
-        return None
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def _edges(threshold: float) -> np.ndarray:

@@ -27,8 +27,9 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ..outputs import atomic_write_text
-from ..quantify import Reference, ScoreHistogram, estimate, pool, wilson_interval
+from ..files import atomic_write_text
+from ..quantify import Reference, ScoreHistogram, estimate, pool
+from ..stats import wilson_interval
 from .jobs import SlideJob
 
 VERSION = 1

@@ -23,7 +23,9 @@ from typing import Any, Iterator, Mapping
 
 from ..bundle import BUNDLE_FILE, ModelBundle
 from ..errors import OutputError
-from ..outputs import atomic_write_text, check_output_set
+from .._version import __version__
+from ..files import atomic_write_text
+from ..outputs import check_output_set
 from ..slide import SlideIdentity
 from .cohort import ROW_KEYS, jsonable
 from .jobs import SlideJob
@@ -108,8 +110,6 @@ def forget(out: Path, stem: str) -> None:
 
 def record(out: Path, stem: str, fp: str, outputs: Mapping[str, str], row: Mapping[str, Any]) -> None:
     """Mark a slide as finished with these outputs and its cohort row (after they are all written)."""
-    from .. import __version__
-
     state = {"fingerprint": fp, "outputs": dict(outputs), "row": {k: row.get(k) for k in ROW_KEYS},
              "wsi_amf": __version__, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     atomic_write_text(state_path(out, stem), json.dumps(state, indent=2, allow_nan=False) + "\n")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import ReportError
-from ..quantify import wilson_interval
+from ..stats import wilson_interval
 from . import html as h
 from .plots import IntervalRow, interval_svg
 from .slide import REPORT_SUFFIX, read_json

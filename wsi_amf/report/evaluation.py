@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import ReportError
+from ..stats import roc_curve
 from . import html as h
 from .plots import confusion_svg, histogram_svg, roc_svg
 from .slide import read_json
@@ -39,7 +40,6 @@ def evaluation_report(
     ``bundle_metrics``: the evaluated bundle's recorded training metrics (its per-fold ROC AUC), shown by
     ``evaluate`` where ``train`` shows its own per-fold table.
     """
-    from ..training.metrics import roc_curve  # imported here: training imports this module
 
     y = np.asarray(labels).astype(bool)
     q = np.asarray(p, dtype=np.float64)

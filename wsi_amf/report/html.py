@@ -17,7 +17,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..outputs import AMF_COLOR, NMF_COLOR, atomic_write_text
+from .._version import __version__
+from ..files import atomic_write_text
+from ..outputs import AMF_COLOR, NMF_COLOR
 
 AMF_HEX = "#%02x%02x%02x" % tuple(AMF_COLOR)  # the GeoJSON classes' colours
 NMF_HEX = "#%02x%02x%02x" % tuple(NMF_COLOR)
@@ -192,8 +194,6 @@ def section(title: str, body: str, *, note: str | None = None, ident: str | None
 
 def page(title: str, subtitle: str, sections: Iterable[str], *, scripts: Sequence[str] = ()) -> str:
     """The whole document: everything inline, nothing fetched."""
-    from .. import __version__
-
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     js = "".join(f"<script>{s}</script>" for s in scripts)
     return (

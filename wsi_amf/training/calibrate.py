@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..bundle import BUNDLE_FILE, ModelBundle, load_bundle
-from ..outputs import atomic_write_text
+from ..files import atomic_write_text
 from ..quantify import bundle_block, fit_reference
 from ..stain import StainRange, patch_stats
 from .datasets import PatchDataset, load_dataset

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,7 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import OptionError
-from ..outputs import atomic_write_text
+from ..files import atomic_path, atomic_write_text
 from .trainer import FoldOutcome
 
 log = logging.getLogger(__name__)
@@ -98,10 +97,8 @@ class FoldStore:
         from safetensors.torch import save_file
 
         weights, meta = self._paths(key)
-        weights.parent.mkdir(parents=True, exist_ok=True)
-        tmp = weights.with_name(f".{weights.name}.tmp-{os.getpid()}")
-        save_file({k: v.contiguous() for k, v in outcome.state_dict.items()}, str(tmp))
-        os.replace(tmp, weights)
+        with atomic_path(weights) as tmp:
+            save_file({k: v.contiguous() for k, v in outcome.state_dict.items()}, str(tmp))
         rec = {
             "val_idx": val_idx.tolist(),
             "val_probs": outcome.val_probs.tolist(),

@@ -15,7 +15,7 @@ import numpy as np
 from ..bundle import ModelBundle
 from ..ensemble import open_ensemble
 from ..errors import DatasetError
-from ..outputs import atomic_open
+from ..files import atomic_open
 from .datasets import IMAGE_SUFFIXES, load_images
 from .evaluate import predict_patches
 

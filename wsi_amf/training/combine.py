@@ -19,10 +19,10 @@ from typing import Any, Sequence
 
 from ..bundle import BUNDLE_FILE, MEMBER_KEYS, ModelBundle, load_bundle
 from ..errors import OptionError
-from ..outputs import atomic_write_text
+from ..files import atomic_write_text
 from .calibrate import quantification_block
 from .datasets import PatchDataset, load_dataset
-from .metrics import best_balanced_accuracy_threshold
+from ..stats import best_balanced_accuracy_threshold
 from .oof import recorded_oof
 from .reports import headline, json_ready, metrics_report, write_json, write_predictions
 

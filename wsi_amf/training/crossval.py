@@ -24,6 +24,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .._version import __version__
 from ..bundle import BUNDLE_FILE, BundleConfig, ModelBundle, save_bundle
 from ..errors import DatasetError, OptionError
 from ..report.evaluation import evaluation_report
@@ -31,7 +32,7 @@ from . import pretrained, trainer
 from .calibrate import quantification_block
 from .checkpoints import FoldStore
 from .datasets import PatchDataset, load_dataset
-from .metrics import best_balanced_accuracy_threshold, binary_metrics
+from ..stats import best_balanced_accuracy_threshold, binary_metrics
 from .recipes import Recipe, resolve_recipe, validate
 from .reports import headline, json_ready, metrics_report, write_json, write_predictions
 from .splits import leave_one_domain_out, stratified_group_folds
@@ -79,11 +80,7 @@ def _software() -> dict[str, str]:
     import timm
     import torch
 
-    try:
-        from .. import __version__ as version
-    except ImportError:
-        version = "unknown"
-    return {"wsi_amf": version, "torch": torch.__version__, "timm": timm.__version__}
+    return {"wsi_amf": __version__, "torch": torch.__version__, "timm": timm.__version__}
 
 
 def _cross_validate(

@@ -1,6 +1,6 @@
 """Reports shared by ``train`` and ``evaluate``: metric summaries, prediction tables, the ROC curve PNG.
 
-Every file is written atomically (``outputs.atomic_open``).
+Every file is written atomically (``files.atomic_open``).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..outputs import atomic_open, atomic_write_text
-from .metrics import METRIC_KEYS, binary_metrics, otsu_threshold, roc_auc, roc_curve
+from ..files import atomic_open, atomic_write_text
+from ..stats import METRIC_KEYS, binary_metrics, otsu_threshold, roc_auc, roc_curve
 
 THRESHOLD_DEPENDENT = ("balanced_accuracy", "sensitivity", "specificity", "accuracy", "tp", "fp", "tn", "fn")
 

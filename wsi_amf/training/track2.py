@@ -22,7 +22,7 @@ import numpy as np
 from ..bundle import ModelBundle
 from ..ensemble import open_ensemble
 from ..errors import DatasetError, OptionError, WsiAmfError, one_line
-from ..outputs import atomic_write_text
+from ..files import atomic_write_text
 from .evaluate import predict_patches
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Binary classification metrics on P(atypical), in numpy.
+"""Statistics: the Wilson interval of a proportion, and binary classification metrics on P(atypical).
 
 Conventions: label 1 = atypical (positive), 0 = normal; a patch is called atypical when
 ``p >= threshold``. Thresholds chosen here always lie half-way between two observed probabilities, so
@@ -8,9 +8,12 @@ given data (sensitivity without positives, ROC AUC with one class) is ``None``.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+_Z95 = 1.959963984540054  # the two-sided 95 % normal quantile
 
 METRIC_KEYS = ("balanced_accuracy", "roc_auc", "sensitivity", "specificity", "accuracy")
 
@@ -165,3 +168,14 @@ def threshold_metrics(
 ) -> dict[str, dict[str, Any]]:
     """``binary_metrics`` at each named threshold."""
     return {name: binary_metrics(y_true, p, t) for name, t in thresholds.items()}
+
+
+def wilson_interval(k: int, n: int, z: float = _Z95) -> tuple[float, float] | None:
+    """Wilson score interval for a binomial proportion k/n (None when n == 0)."""
+    if n <= 0:
+        return None
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
