@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from .bundle import ModelBundle, build_member, load_bundle
+from .choices import ENGINES
 from .errors import BundleError, OptionError
 from .onnx_graphs import member_graph
 from .preprocess import Preprocess, dihedral
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
-ENGINES = ("auto", "torch", "openvino", "onnx")
 _CPU_RUNTIMES = ("openvino", "onnx")
 _OPENVINO_SUB_BATCH = 8  # patches per OpenVINO request (measured best of 8 / 16 / 32 on 2 cores)
 

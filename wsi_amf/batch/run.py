@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..bundle import ModelBundle, load_bundle
+from ..choices import EXECUTORS
 from ..errors import OptionError, SlideError
 from ..points import PointsOptions
 from ..quantify import load_reference
@@ -23,7 +24,6 @@ from .jobs import DEFAULT_POINTS_PATTERNS, SLIDE_SUFFIXES, SlideJob, folder_jobs
 if TYPE_CHECKING:
     from ..ensemble import Ensemble
 
-EXECUTORS = ("local", "ray")
 PER_SLIDE = frozenset({"points_options", "model", "out", "progress", "stem"})  # screen() arguments batch sets itself
 
 

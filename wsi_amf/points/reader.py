@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from wsi_amf.errors import OptionError, PointsError
-from wsi_amf.files import load_json
+from ..choices import POINTS_FORMATS
+from ..errors import OptionError, PointsError
+from ..files import load_json
 
 from . import csv_format, files, gc_json, geojson_format, midogpp, sliderunner
 from .model import (
@@ -27,13 +28,7 @@ from .model import (
 )
 
 #: The formats `fmt` / --points-format names, and how messages call them.
-FORMATS: dict[str, str] = {
-    "csv": "CSV",
-    "geojson": "QuPath GeoJSON",
-    "gc-json": "grand-challenge 'Multiple points' JSON",
-    "sliderunner": "a SlideRunner/EXACT database",
-    "midogpp": "MIDOG++ JSON",
-}
+FORMATS = POINTS_FORMATS
 _CSV_SUFFIXES = frozenset({".csv", ".tsv", ".txt"})
 _JSON_SUFFIXES = frozenset({".geojson", ".json"})
 _SQLITE_SUFFIXES = frozenset({".sqlite", ".sqlite3", ".db"})

@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-OPERATIONS = ("transpose", "hflip", "vflip", "shift_scale_rotate", "stain")
-
+from ..choices import AUGMENTATIONS
 from ..stain import OD_FLOOR as _OD_FLOOR
 from ..stain import RGB_FROM_HED
+
+OPERATIONS = AUGMENTATIONS
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import numpy as np
 
 from .._version import __version__
 from ..bundle import BUNDLE_FILE, BundleConfig, ModelBundle, save_bundle
+from ..choices import CV_SCHEMES
 from ..errors import DatasetError, OptionError
 from ..report.evaluation import evaluation_report
 from . import pretrained, trainer
@@ -38,7 +39,6 @@ from .reports import headline, json_ready, metrics_report, write_json, write_pre
 from .splits import leave_one_domain_out, stratified_group_folds
 
 log = logging.getLogger(__name__)
-CV_SCHEMES = ("kfold", "loco")
 THRESHOLD_METHOD = "maximum balanced accuracy on the out-of-fold predictions"
 
 

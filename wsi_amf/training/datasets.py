@@ -29,11 +29,12 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ..choices import DATASET_FORMATS
 from ..errors import DatasetError, OptionError, one_line
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("midog25", "amibr", "folder", "csv")
+FORMATS = DATASET_FORMATS
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 CLASS_DIRS = {"atypical": 1, "amf": 1, "normal": 0, "nmf": 0}
 MIDOG_DOMAINS = ("Tumor", "Scanner", "Species")

@@ -20,13 +20,11 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from ..bundle import IMAGENET_MEAN, IMAGENET_STD
+from ..choices import LOSSES, OPTIMIZERS, SAMPLERS
 from ..errors import OptionError
 from . import pretrained
 from .augment import OPERATIONS, AugmentConfig
 
-LOSSES = ("bce", "focal")
-SAMPLERS = ("none", "balanced")
-OPTIMIZERS = ("adam", "adamw")
 
 
 @dataclass(frozen=True)

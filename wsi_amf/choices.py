@@ -1,0 +1,30 @@
+"""The names an option may take, in one place: the library validates against them and the CLI offers them.
+
+This module imports nothing, so that ``wsi-amf --help`` can list every choice without loading a model library.
+"""
+
+#: Inference engines: auto = OpenVINO (else ONNX Runtime) on the CPU, PyTorch on CUDA.
+ENGINES = ("auto", "torch", "openvino", "onnx")
+#: Points file formats (``--points-format``), and how messages call them.
+POINTS_FORMATS: dict[str, str] = {
+    "csv": "CSV",
+    "geojson": "QuPath GeoJSON",
+    "gc-json": "grand-challenge 'Multiple points' JSON",
+    "sliderunner": "a SlideRunner/EXACT database",
+    "midogpp": "MIDOG++ JSON",
+}
+#: Extra output files of a screening (``--export``): name -> file name suffix after the slide's stem.
+EXPORT_SUFFIXES: dict[str, str] = {"gc-json": ".gc.json"}
+#: Where a cohort runs (``--executor``).
+EXECUTORS = ("local", "ray")
+#: Labelled patch dataset formats (``--format``).
+DATASET_FORMATS = ("midog25", "amibr", "folder", "csv")
+#: Training recipes (``--recipe``).
+RECIPE_NAMES = ("convnextv2", "efficientvit")
+#: Cross-validation schemes (``--cv``).
+CV_SCHEMES = ("kfold", "loco")
+LOSSES = ("bce", "focal")
+SAMPLERS = ("none", "balanced")
+OPTIMIZERS = ("adam", "adamw")
+#: Training augmentations (``--augment``).
+AUGMENTATIONS = ("transpose", "hflip", "vflip", "shift_scale_rotate", "stain")
