@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import wsi_amf.slide as slide_module
     from wsi_amf import Slide, screen
+    from wsi_amf.options import ScreenOptions
     from wsi_amf.bundle import random_bundle
     from wsi_amf.ensemble import Ensemble
 
@@ -68,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
                 _, t_model = st.timed(st.predict_all, ens, patches, args.batch_size)
                 shutil.rmtree(workdir / "cache", ignore_errors=True)
                 c0 = st.cpu_seconds()
-                _, t_cold = st.timed(screen, slide_path, pts, model=ens, cache_dir=workdir / "cache", mpp=args.mpp,
-                                     batch_size=args.batch_size, progress=False)
+                _, t_cold = st.timed(screen, slide_path, pts, ScreenOptions(cache_dir=workdir / "cache", mpp=args.mpp,
+                                     batch_size=args.batch_size), model=ens, progress=False)
                 runs[name].append((t_model, t_cold, st.cpu_seconds() - c0))
             st.log(f"round {rnd + 1}/{args.rounds}: " + ", ".join(
                 f"{name}: {v[-1][0] / v[-1][1]:.2f}" for name, v in runs.items()))

@@ -97,13 +97,15 @@ def child(args: argparse.Namespace) -> None:
     import logging
 
     from wsi_amf import screen
+    from wsi_amf.options import ScreenOptions
 
     logging.getLogger("wsi_amf").setLevel(logging.ERROR)
     work = Path(args.work)
     t = time.perf_counter()
-    result = screen(work / "slide.tiff", work / f"points-{args.child}.csv", model=work / "bundle",
-                    out=work / f"out-{args.child}", cache_dir=work / f"cache-{args.child}", report=True,
-                    export=["gc-json"], progress=False)
+    result = screen(work / "slide.tiff", work / f"points-{args.child}.csv",
+                    ScreenOptions(cache_dir=work / f"cache-{args.child}", report=True,
+                                  export=["gc-json"]), model=work / "bundle",
+                    out=work / f"out-{args.child}", progress=False)
     wall = time.perf_counter() - t
     peak_mb = peak_memory_mb()
     from wsi_amf.outputs import check_output_set

@@ -305,6 +305,7 @@ def memory_child(args: argparse.Namespace) -> None:
     import torch  # noqa: F401  (imported before the baseline so that both sizes start from the same state)
 
     from wsi_amf import Slide, load_bundle, screen
+    from wsi_amf.options import ScreenOptions
     from wsi_amf.ensemble import Ensemble
 
     n = args.memory_child
@@ -317,8 +318,8 @@ def memory_child(args: argparse.Namespace) -> None:
     before = _status_kib("VmRSS")
     reset = _reset_hwm()
     t0 = time.perf_counter()
-    result = screen(args.slide, pts, model=ensemble, cache_dir=cache_dir, mpp=args.mpp, batch_size=args.batch_size,
-                    progress=False)
+    result = screen(args.slide, pts, ScreenOptions(cache_dir=cache_dir, mpp=args.mpp, batch_size=args.batch_size),
+                    model=ensemble, progress=False)
     secs = time.perf_counter() - t0
     screen_peak = _status_kib("VmHWM") if reset else None
     ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
@@ -391,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from wsi_amf import Slide, screen
+    from wsi_amf.options import ScreenOptions
     from wsi_amf.bundle import load_bundle, random_bundle
     from wsi_amf.ensemble import Ensemble
 
@@ -494,12 +496,12 @@ def main(argv: list[str] | None = None) -> int:
 
             shutil.rmtree(cache_dir, ignore_errors=True)
             log("pipeline: cold" + tag)
-            cold, secs = timed(screen, slide_path, pts, model=ens_fast, cache_dir=cache_dir, mpp=args.mpp,
-                               batch_size=args.batch_size, progress=False)
+            cold, secs = timed(screen, slide_path, pts, ScreenOptions(cache_dir=cache_dir, mpp=args.mpp,
+                               batch_size=args.batch_size), model=ens_fast, progress=False)
             keep("cold", secs)
             log("pipeline: warm" + tag)
-            warm, secs = timed(screen, slide_path, pts, model=ens_fast, cache_dir=cache_dir, mpp=args.mpp,
-                               batch_size=args.batch_size, progress=False)
+            warm, secs = timed(screen, slide_path, pts, ScreenOptions(cache_dir=cache_dir, mpp=args.mpp,
+                               batch_size=args.batch_size), model=ens_fast, progress=False)
             keep("warm", secs)
             if warm.n_read:
                 break

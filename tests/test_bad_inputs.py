@@ -28,6 +28,7 @@ from conftest import MITOSES_UM, write_points_csv
 from wsi_amf import screen
 from wsi_amf.cli import main
 from wsi_amf.synthetic import random_scene, write_pyramidal_tiff
+from wsi_amf.options import ScreenOptions
 
 NOBODY = 65534
 
@@ -54,7 +55,8 @@ def env(slide025, tiny_bundle):
         pages = np.random.default_rng(0).integers(0, 256, size=(3, 128, 128, 3), dtype=np.uint8)
         stack = write_tiff(root / "stack.tiff", pages)
         cache = root / "cache"
-        screen(slide, points, model=tiny_bundle, cache_dir=cache, engine="torch", progress=False)  # the cache to keep
+        screen(slide, points, ScreenOptions(cache_dir=cache, engine="torch"), model=tiny_bundle,
+               progress=False)  # the cache to keep
         yield Env(root, slide, points, tiny_bundle.path, cache, stack)
 
 

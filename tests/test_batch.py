@@ -29,6 +29,7 @@ from wsi_amf.errors import OptionError
 from wsi_amf.stats import wilson_interval
 from wsi_amf.screen import fill_cache
 from wsi_amf.synthetic import write_slide_with_points
+from wsi_amf.options import ScreenOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = ("a", "b", "sub__a")
@@ -75,7 +76,8 @@ def ensemble(tiny_bundle) -> Ensemble:
 def threshold(cohort, ensemble, tmp_path_factory) -> float:
     """The median P(atypical) of slide a: counts that are neither all atypical nor all normal."""
     slides, points = cohort
-    r = screen(slides / "a.tif", points / "a.csv", model=ensemble, cache_dir=tmp_path_factory.mktemp("c"), progress=False)
+    r = screen(slides / "a.tif", points / "a.csv", ScreenOptions(cache_dir=tmp_path_factory.mktemp("c")),
+               model=ensemble, progress=False)
     return float(np.median(r.p_atypical))
 
 
@@ -108,8 +110,9 @@ def test_cohort_table_is_right_for_the_test_folder(cli_run, cohort, ensemble, th
         row = rows[stem]
         slide = Path(row["slide"])
         assert row["status"] == "ok" and row["error"] is None and row["seconds"] > 0
-        direct = screen(slide, row["points"], model=ensemble, threshold=threshold, out=tmp_path / stem, stem=stem,
-                        cache_dir=tmp_path / "c", progress=False)
+        direct = screen(slide, row["points"], ScreenOptions(threshold=threshold, cache_dir=tmp_path / "c"),
+                        model=ensemble, out=tmp_path / stem, stem=stem,
+                        progress=False)
         s = direct.summary()
         if stem == "a":
             assert 0 < s["n_atypical"] < s["n_classified"] == 10
@@ -147,10 +150,10 @@ def test_resume_skips_up_to_date_slides_and_redoes_changed_ones(cohort, ensemble
     slides, points = tmp_path / "cohort" / "slides", tmp_path / "cohort" / "points"
     out = tmp_path / "out"
 
-    def run(**kw):
-        opts = dict(points_dir=points, points_patterns=["{parent}/{stem}.csv"], recursive=True, out=out,
-                    model=ensemble, threshold=threshold, cache_dir=tmp_path / "cache", progress=False)
-        return rows_by_stem(screen_batch(slides, **{**opts, **kw}).rows)
+    def run(force=False, **kw):
+        options = ScreenOptions(**{"threshold": threshold, "cache_dir": tmp_path / "cache", **kw})
+        return rows_by_stem(screen_batch(slides, options=options, points_dir=points, points_patterns=["{parent}/{stem}.csv"],
+                                         recursive=True, out=out, model=ensemble, force=force, progress=False).rows)
 
     first = run()
     assert [s for s in first if first[s]["status"] == "ok"] == ["a", "b", "sub__a"]
@@ -205,12 +208,13 @@ def test_killed_batch_rerun_finishes_only_what_is_missing(tmp_path, tiny_bundle,
     assert {r["stem"] for r in killed["slides"] if r["status"] == "ok"} <= set(finished)
     mtimes = {s: (out / f"{s}.geojson").stat().st_mtime_ns for s in finished}
 
-    resumed = screen_batch(slides, out=out, model=ensemble, cache_dir=cache, progress=False)
+    resumed = screen_batch(slides, options=ScreenOptions(cache_dir=cache), out=out, model=ensemble, progress=False)
     assert {r["stem"] for r in resumed.rows if r["reused"]} == set(finished)
     assert all(r["status"] == "ok" for r in resumed.rows)
     assert {s: (out / f"{s}.geojson").stat().st_mtime_ns for s in finished} == mtimes
 
-    clean = screen_batch(slides, out=tmp_path / "clean", model=ensemble, cache_dir=tmp_path / "clean-cache", progress=False)
+    clean = screen_batch(slides, options=ScreenOptions(cache_dir=tmp_path / "clean-cache"), out=tmp_path / "clean",
+                         model=ensemble, progress=False)
     assert clean.n_ok == 5 and stable(resumed.rows) == stable(clean.rows)
     for k in range(5):
         assert (out / f"s{k}.csv").read_text() == (tmp_path / "clean" / f"s{k}.csv").read_text()
@@ -219,17 +223,20 @@ def test_killed_batch_rerun_finishes_only_what_is_missing(tmp_path, tiny_bundle,
 def test_prefetch_fills_the_cache_so_screen_reads_nothing(cohort, ensemble, tiny_bundle, tmp_path):
     slides, points = cohort
     cfg = tiny_bundle.config
-    n = fill_cache(slides / "b.tif", points / "b.csv", patch_size=cfg.patch_size, patch_mpp=cfg.mpp, cache_dir=tmp_path / "c")
+    n = fill_cache(slides / "b.tif", points / "b.csv", ScreenOptions(cache_dir=tmp_path / "c"),
+                   patch_size=cfg.patch_size, patch_mpp=cfg.mpp)
     assert n == 10
-    assert fill_cache(slides / "b.tif", points / "b.csv", patch_size=cfg.patch_size, patch_mpp=cfg.mpp,
-                      cache_dir=tmp_path / "c") == 0
-    warm = screen(slides / "b.tif", points / "b.csv", model=ensemble, cache_dir=tmp_path / "c", progress=False)
-    cold = screen(slides / "b.tif", points / "b.csv", model=ensemble, cache_dir=tmp_path / "c2", progress=False)
+    assert fill_cache(slides / "b.tif", points / "b.csv", ScreenOptions(cache_dir=tmp_path / "c"),
+                      patch_size=cfg.patch_size, patch_mpp=cfg.mpp) == 0
+    warm = screen(slides / "b.tif", points / "b.csv", ScreenOptions(cache_dir=tmp_path / "c"), model=ensemble,
+                  progress=False)
+    cold = screen(slides / "b.tif", points / "b.csv", ScreenOptions(cache_dir=tmp_path / "c2"), model=ensemble,
+                  progress=False)
     assert warm.n_read == 0 and warm.n_cached == 10 and cold.n_read == 10
     np.testing.assert_array_equal(warm.p_atypical, cold.p_atypical)
 
     jobs = {j.stem: j for j in folder_jobs(slides, points_dir=points)}
-    worker = SlideWorker(ensemble, out=tmp_path / "out", options={"cache_dir": tmp_path / "c3"})
+    worker = SlideWorker(ensemble, out=tmp_path / "out", options=ScreenOptions(cache_dir=tmp_path / "c3"))
     try:
         first = worker.run(jobs["a"], "fp-a", next_job=jobs["nopts"])  # a prefetch that fails is left to screen
         assert first["status"] == "ok"
@@ -339,9 +346,10 @@ def local_ray():
 def test_ray_executor_gives_the_local_cohort_table(local_ray, cli_run, cohort, tiny_bundle, threshold, tmp_path):
     _, local_out = cli_run
     slides, points = cohort
-    result = screen_batch(slides, points_dir=points, points_patterns=["{parent}/{stem}.csv"], recursive=True,
-                          out=tmp_path / "out", model=tiny_bundle.path, threshold=threshold, batch_size=4,
-                          cache_dir=tmp_path / "cache", executor="ray", ray_actors=2, progress=False)
+    result = screen_batch(slides,
+                          options=ScreenOptions(threshold=threshold, batch_size=4,
+                                                cache_dir=tmp_path / "cache"), points_dir=points, points_patterns=["{parent}/{stem}.csv"], recursive=True,
+                          out=tmp_path / "out", model=tiny_bundle.path, executor="ray", ray_actors=2, progress=False)
     local = json.loads((local_out / "cohort.json").read_text())
     distributed = json.loads((tmp_path / "out" / "cohort.json").read_text())
     drop = ("seconds",)

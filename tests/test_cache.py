@@ -16,6 +16,7 @@ from conftest import write_points_csv
 from wsi_amf import screen
 from wsi_amf.cache import open_cache
 from wsi_amf.slide import Slide
+from wsi_amf.options import ScreenOptions
 
 
 @pytest.fixture()
@@ -41,16 +42,17 @@ def _grid(n: int, lo: float = 100, hi: float = 1900) -> np.ndarray:
 def test_second_run_reads_nothing_and_new_points_read_only_themselves(tmp_path, slide025, tiny_bundle, read_counter):
     cache = tmp_path / "cache"
     first = write_points_csv(tmp_path / "a.csv", _grid(100))
-    r1 = screen(slide025.path, first, model=tiny_bundle, cache_dir=cache, progress=False)
+    r1 = screen(slide025.path, first, ScreenOptions(cache_dir=cache), model=tiny_bundle, progress=False)
     assert r1.n_read == 100 and r1.n_cached == 0 and read_counter["n"] == 100
 
     read_counter["n"] = 0
-    r2 = screen(slide025.path, first, model=tiny_bundle, cache_dir=cache, progress=False)
+    r2 = screen(slide025.path, first, ScreenOptions(cache_dir=cache), model=tiny_bundle, progress=False)
     assert read_counter["n"] == 0 and r2.n_read == 0 and r2.n_cached == 100
     np.testing.assert_allclose(r1.p_atypical, r2.p_atypical, atol=1e-6)
 
     more = np.concatenate([_grid(100), [[555.5, 777.25], [1234.0, 321.0], [42.0, 1999.0]]])
-    r3 = screen(slide025.path, write_points_csv(tmp_path / "b.csv", more), model=tiny_bundle, cache_dir=cache, progress=False)
+    r3 = screen(slide025.path, write_points_csv(tmp_path / "b.csv", more), ScreenOptions(cache_dir=cache),
+                model=tiny_bundle, progress=False)
     assert read_counter["n"] == 3 and r3.n_read == 3 and r3.n_cached == 100
     np.testing.assert_allclose(r3.p_atypical[:100], r1.p_atypical, atol=1e-6)
 
@@ -70,19 +72,19 @@ def test_changed_slide_invalidates_its_cache(tmp_path, slide025, tiny_bundle, re
     slide = tmp_path / "copy.tif"
     shutil.copy(slide025.path, slide)
     pts = write_points_csv(tmp_path / "p.csv", _grid(20))
-    screen(slide, pts, model=tiny_bundle, cache_dir=tmp_path / "c", progress=False)
+    screen(slide, pts, ScreenOptions(cache_dir=tmp_path / "c"), model=tiny_bundle, progress=False)
     os.utime(slide, ns=(1_000_000_000, 1_000_000_000))  # same bytes, new mtime: treated as a new file
     read_counter["n"] = 0
-    r = screen(slide, pts, model=tiny_bundle, cache_dir=tmp_path / "c", progress=False)
+    r = screen(slide, pts, ScreenOptions(cache_dir=tmp_path / "c"), model=tiny_bundle, progress=False)
     assert r.n_read == 20 and read_counter["n"] == 20
 
 
 def test_corrupt_chunk_is_reread(tmp_path, slide025, tiny_bundle):
     pts = write_points_csv(tmp_path / "p.csv", _grid(20))
-    r1 = screen(slide025.path, pts, model=tiny_bundle, cache_dir=tmp_path / "c", progress=False)
+    r1 = screen(slide025.path, pts, ScreenOptions(cache_dir=tmp_path / "c"), model=tiny_bundle, progress=False)
     chunk = next(p for p in (r1.cache_path / "patches").rglob("*") if p.is_file() and p.name != "zarr.json")
     chunk.write_bytes(b"garbage")
-    r2 = screen(slide025.path, pts, model=tiny_bundle, cache_dir=tmp_path / "c", progress=False)
+    r2 = screen(slide025.path, pts, ScreenOptions(cache_dir=tmp_path / "c"), model=tiny_bundle, progress=False)
     assert r2.n_read == 20
     np.testing.assert_allclose(r1.p_atypical, r2.p_atypical, atol=1e-6)
 
@@ -100,7 +102,8 @@ KILLER = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)   # kill -9 in the middle of the run
     cache.PatchCache.write = write
     from wsi_amf import screen
-    screen(sys.argv[1], sys.argv[2], model=sys.argv[3], cache_dir=sys.argv[5], out=sys.argv[6], progress=False)
+    from wsi_amf.options import ScreenOptions
+    screen(sys.argv[1], sys.argv[2], ScreenOptions(cache_dir=sys.argv[5]), model=sys.argv[3], out=sys.argv[6], progress=False)
     """
 )
 
@@ -114,10 +117,12 @@ def test_killed_run_resumes_and_gives_the_same_outputs(tmp_path, slide025, tiny_
     assert proc.returncode == -9
     assert not (tmp_path / "out_killed").exists() or not any((tmp_path / "out_killed").iterdir())
 
-    resumed = screen(slide025.path, pts, model=tiny_bundle, cache_dir=tmp_path / "cache", out=tmp_path / "out_killed",
+    resumed = screen(slide025.path, pts, ScreenOptions(cache_dir=tmp_path / "cache"), model=tiny_bundle,
+                     out=tmp_path / "out_killed",
                      progress=False)
     assert resumed.n_read == 300 - 3 * 64 and resumed.n_cached == 3 * 64
-    screen(slide025.path, pts, model=tiny_bundle, cache_dir=tmp_path / "cache2", out=tmp_path / "out_clean",
+    screen(slide025.path, pts, ScreenOptions(cache_dir=tmp_path / "cache2"), model=tiny_bundle,
+           out=tmp_path / "out_clean",
            progress=False)
     for name in ("scene_0.25.csv", "scene_0.25.geojson"):
         assert (tmp_path / "out_killed" / name).read_text() == (tmp_path / "out_clean" / name).read_text()

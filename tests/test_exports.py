@@ -14,6 +14,7 @@ from wsi_amf import screen
 from wsi_amf.cli import main
 from wsi_amf.errors import OptionError
 from wsi_amf.exports import GC_ATYPICAL, GC_NORMAL
+from wsi_amf.options import ScreenOptions
 
 
 def assert_gc_multiple_points(path) -> list[dict]:
@@ -33,8 +34,8 @@ def test_gc_json_round_trips_millimetres(tmp_path, slides, tiny_bundle, mpp):
     sl = slides[mpp]
     xy = [sl.px(x, y) for x, y in MITOSES_UM] + [(1e6, 5.0)]  # the last one outside the slide: not exported
     pts = write_points_csv(tmp_path / "det.csv", xy)
-    r = screen(sl.path, pts, model=tiny_bundle, out=tmp_path / "out", cache_dir=tmp_path / "c", export=["gc-json"],
-               progress=False)
+    r = screen(sl.path, pts, ScreenOptions(cache_dir=tmp_path / "c", export=["gc-json"]), model=tiny_bundle,
+               out=tmp_path / "out", progress=False)
     assert r.outputs["gc-json"] == tmp_path / "out" / f"{sl.path.stem}.gc.json"
     points = assert_gc_multiple_points(r.outputs["gc-json"])
     rows = [row for row in csv.DictReader(r.outputs["csv"].open()) if row["status"] == "ok"]
@@ -58,16 +59,18 @@ def test_cli_export_and_unknown_names(tmp_path, slide025, mitosis_points, tiny_b
     res = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "out2"), "--export", "xml"])
     assert res.exit_code == 2 and "--export" in res.output and not (tmp_path / "out2").exists()
     with pytest.raises(OptionError, match="--export 'xml'"):
-        screen(slide025.path, mitosis_points, model=tiny_bundle, export=["xml"], progress=False)
+        screen(slide025.path, mitosis_points, ScreenOptions(export=["xml"]), model=tiny_bundle, progress=False)
 
 
 def test_gc_json_export_screens_back_in(tmp_path, slide025, tiny_bundle):
     """Our grand-challenge export is a valid points file for the next screening: same positions, and the
     exported P(atypical) becomes the detector score that --min-score filters."""
     xy = [slide025.px(x, y) for x, y in MITOSES_UM]
-    first = screen(slide025.path, write_points_csv(tmp_path / "det.csv", xy), model=tiny_bundle, out=tmp_path / "one",
-                   cache_dir=tmp_path / "c", export=["gc-json"], progress=False)
-    again = screen(slide025.path, first.outputs["gc-json"], model=tiny_bundle, cache_dir=tmp_path / "c", progress=False)
+    first = screen(slide025.path, write_points_csv(tmp_path / "det.csv", xy),
+                   ScreenOptions(cache_dir=tmp_path / "c", export=["gc-json"]), model=tiny_bundle, out=tmp_path / "one",
+                   progress=False)
+    again = screen(slide025.path, first.outputs["gc-json"], ScreenOptions(cache_dir=tmp_path / "c"), model=tiny_bundle,
+                   progress=False)
     np.testing.assert_allclose(again.points.xy, first.points.xy, atol=1e-6)
     np.testing.assert_allclose(again.points.score, first.p_atypical, atol=1e-12)
     np.testing.assert_allclose(again.p_atypical, first.p_atypical, atol=1e-9)

@@ -8,6 +8,7 @@ import torch
 
 from wsi_amf import screen
 from wsi_amf.ensemble import Ensemble
+from wsi_amf.options import ScreenOptions
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -22,5 +23,6 @@ def test_cuda_autocast_matches_cpu(tiny_bundle):
 
 
 def test_screen_on_cuda(tmp_path, slide025, mitosis_points, tiny_bundle):
-    r = screen(slide025.path, mitosis_points, model=tiny_bundle, device="cuda", cache_dir=tmp_path / "c", progress=False)
+    r = screen(slide025.path, mitosis_points, ScreenOptions(device="cuda", cache_dir=tmp_path / "c"),
+               model=tiny_bundle, progress=False)
     assert r.engine["device"].startswith("cuda") and r.n_classified == 8

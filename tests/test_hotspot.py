@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from wsi_amf import hotspot, screen
 from wsi_amf.hotspot import densest_square, find_hotspot
 from wsi_amf.stats import wilson_interval
+from wsi_amf.options import ScreenOptions
 
 
 def brute_force(xy: np.ndarray, side: float) -> tuple[float, float, int]:
@@ -179,8 +180,8 @@ def test_find_hotspot_near_edges_and_on_small_slides() -> None:
 
 
 def test_screening_finds_the_planted_hotspot(tmp_path, hotspot_slide, tiny_bundle) -> None:
-    r = screen(hotspot_slide.path, hotspot_slide.points, model=tiny_bundle, out=tmp_path / "out", cache_dir=tmp_path / "c",
-               progress=False)
+    r = screen(hotspot_slide.path, hotspot_slide.points, ScreenOptions(cache_dir=tmp_path / "c"), model=tiny_bundle,
+               out=tmp_path / "out", progress=False)
     summary = json.loads(r.outputs["summary"].read_text())
     hs = summary["hotspot"]
     assert hs["n_mf"] == int(hotspot_slide.cluster.sum()) == 14
@@ -201,5 +202,6 @@ def test_screening_finds_the_planted_hotspot(tmp_path, hotspot_slide, tiny_bundl
 def test_no_classified_candidate_no_hotspot(tmp_path, slide025, tiny_bundle) -> None:
     pts = tmp_path / "none.csv"
     pts.write_text("x,y\n")  # a detector that found nothing
-    r = screen(slide025.path, pts, model=tiny_bundle, out=tmp_path / "o", cache_dir=tmp_path / "c", progress=False)
+    r = screen(slide025.path, pts, ScreenOptions(cache_dir=tmp_path / "c"), model=tiny_bundle, out=tmp_path / "o",
+               progress=False)
     assert json.loads(r.outputs["summary"].read_text())["hotspot"] is None

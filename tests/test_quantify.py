@@ -23,6 +23,7 @@ from wsi_amf.quantify import (
     pool,
     shift_sd,
 )
+from wsi_amf.options import ScreenOptions
 
 IDENTITY = Calibration("temperature", {"t": 1.0})
 
@@ -190,8 +191,10 @@ def test_a_bundle_without_calibration_screens_uncorrected_and_warns_once(tmp_pat
     screen_mod = importlib.import_module("wsi_amf.screen")  # the module: the package exports the function by its name
     screen_mod._warned_uncorrected.discard(str(tiny_bundle.path))
     with caplog.at_level(logging.WARNING, logger="wsi_amf.screen"):
-        r1 = screen_mod.screen(slide025.path, mitosis_points, model=tiny_bundle, progress=False, threshold=0.5)
-        screen_mod.screen(slide025.path, mitosis_points, model=tiny_bundle, progress=False, threshold=0.5)
+        r1 = screen_mod.screen(slide025.path, mitosis_points, ScreenOptions(threshold=0.5), model=tiny_bundle,
+                               progress=False)
+        screen_mod.screen(slide025.path, mitosis_points, ScreenOptions(threshold=0.5), model=tiny_bundle,
+                          progress=False)
     assert sum("records no calibration" in m for m in caplog.messages) == 1
     s = r1.summary()
     assert s["amf_ratio_method"].startswith("cc (uncorrected") and not s["ratio_corrected"]

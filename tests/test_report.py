@@ -24,6 +24,7 @@ from wsi_amf.report import cohort_report, evaluation_report, evaluation_report_d
 from wsi_amf.slide import Slide
 from wsi_amf.stats import roc_curve
 from wsi_amf.training.reports import metrics_report
+from wsi_amf.options import ScreenOptions
 
 
 class Elements(HTMLParser):
@@ -73,10 +74,12 @@ def decode_image(uri: str) -> np.ndarray:
 @pytest.fixture(scope="module")
 def screened(tmp_path_factory: pytest.TempPathFactory, hotspot_slide, tiny_bundle):
     root = tmp_path_factory.mktemp("screened")
-    first = screen(hotspot_slide.path, hotspot_slide.points, model=tiny_bundle, cache_dir=root / "cache", progress=False)
+    first = screen(hotspot_slide.path, hotspot_slide.points, ScreenOptions(cache_dir=root / "cache"),
+                   model=tiny_bundle, progress=False)
     threshold = float(np.median(first.p_atypical))  # a random model: split its calls so that both classes show
-    r = screen(hotspot_slide.path, hotspot_slide.points, model=tiny_bundle, out=root / "out", cache_dir=root / "cache",
-               progress=False, report=True, threshold=threshold)
+    r = screen(hotspot_slide.path, hotspot_slide.points,
+               ScreenOptions(cache_dir=root / "cache", report=True,
+                             threshold=threshold), model=tiny_bundle, out=root / "out", progress=False)
     assert 0 < r.n_atypical < r.n_classified
     return r, root
 
@@ -196,7 +199,7 @@ def test_report_errors_are_one_line(tmp_path, screened) -> None:
     with pytest.raises(ReportError, match="of summary .*y.summary.json is missing: the outputs are not one run's set"):
         slide_report(bad / "y.summary.json")
     with pytest.raises(OptionError, match="--report"):
-        screen(r.slide_path, r.points, report=True)
+        screen(r.slide_path, r.points, ScreenOptions(report=True))
 
 
 def test_screen_cli_report_flag(tmp_path, slide025, mitosis_points, tiny_bundle) -> None:
@@ -239,7 +242,8 @@ def cohort(tmp_path_factory: pytest.TempPathFactory, screened, slide025, tiny_bu
     shutil.copytree(r.outputs["summary"].parent, out)
     (out / "planted.report.html").unlink()
     points = write_points_csv(tmp_path / "det.csv", [slide025.px(x, y) for x, y in MITOSES_UM])
-    second = screen(slide025.path, points, model=tiny_bundle, out=out, cache_dir=tmp_path / "c", progress=False)
+    second = screen(slide025.path, points, ScreenOptions(cache_dir=tmp_path / "c"), model=tiny_bundle, out=out,
+                    progress=False)
     empty = dict.fromkeys(("points", "roi", "n_candidates", "n_classified", "n_atypical", "n_normal", "amf_ratio",
                            "amf_ratio_ci95", "atypical_to_normal_ratio", "summary", "geojson", "csv", "report", "seconds"))
     entries = [cohort_entry(out, out / "planted.summary.json", 3.5), cohort_entry(out, second.outputs["summary"], 1.25),

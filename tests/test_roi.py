@@ -16,6 +16,7 @@ from wsi_amf import screen
 from wsi_amf.cli import main
 from wsi_amf.errors import RoiError
 from wsi_amf.roi import read_roi
+from wsi_amf.options import ScreenOptions
 
 
 def square(cx: float, cy: float, half: float) -> list[list[float]]:
@@ -83,8 +84,9 @@ def test_roi_counts_and_densities_on_synthetic_slides(tmp_path: Path, slides, ti
     pts = write_points_csv(tmp_path / "det.csv", xy, {"id": [f"m{i}" for i in range(len(xy))]})
     roi = roi_file(tmp_path / "roi.geojson", mpp)
     cache = tmp_path / "cache"
-    full = screen(sl.path, pts, model=tiny_bundle, cache_dir=cache, progress=False)
-    r = screen(sl.path, pts, model=tiny_bundle, cache_dir=cache, roi=roi, out=tmp_path / "out", progress=False)
+    full = screen(sl.path, pts, ScreenOptions(cache_dir=cache), model=tiny_bundle, progress=False)
+    r = screen(sl.path, pts, ScreenOptions(cache_dir=cache, roi=roi), model=tiny_bundle, out=tmp_path / "out",
+               progress=False)
 
     expected_inside = [tuple(MITOSES_UM).index(p) for p in INSIDE]
     status = r.status.tolist()
@@ -115,7 +117,7 @@ def test_roi_reaching_past_the_slide_is_clipped(tmp_path: Path, slide025, tiny_b
     roi = write_json(tmp_path / "roi.geojson", feature({"type": "Polygon", "coordinates": [
         [[w - 300, -300], [w + 900, -300], [w + 900, 400], [w - 300, 400], [w - 300, -300]]]}))
     pts = write_points_csv(tmp_path / "det.csv", [slide025.px(450.0, 80.0), slide025.px(60.0, 300.0)])
-    r = screen(slide025.path, pts, model=tiny_bundle, cache_dir=tmp_path / "c", roi=roi, progress=False)
+    r = screen(slide025.path, pts, ScreenOptions(cache_dir=tmp_path / "c", roi=roi), model=tiny_bundle, progress=False)
     s = r.summary()["roi"]
     assert s["area_px"] == pytest.approx(300 * 400)  # only the part on the slide counts
     assert r.status.tolist() == ["ok", "outside_roi"] and s["n_mf"] == 1
@@ -125,7 +127,8 @@ def test_roi_reaching_past_the_slide_is_clipped(tmp_path: Path, slide025, tiny_b
 def test_roi_without_candidates_gives_zero_densities(tmp_path: Path, slide025, tiny_bundle) -> None:
     roi = write_json(tmp_path / "roi.geojson", feature({"type": "Polygon", "coordinates": [square(1000, 1800, 100)]}))
     pts = write_points_csv(tmp_path / "det.csv", [slide025.px(x, y) for x, y in MITOSES_UM])
-    s = screen(slide025.path, pts, model=tiny_bundle, cache_dir=tmp_path / "c", roi=roi, progress=False).summary()
+    s = screen(slide025.path, pts, ScreenOptions(cache_dir=tmp_path / "c", roi=roi), model=tiny_bundle,
+               progress=False).summary()
     assert s["n_classified"] == 0 and s["amf_ratio"] is None
     assert s["roi"]["n_mf"] == 0 and s["roi"]["mf_per_mm2"] == 0.0 and s["roi"]["area_px"] == pytest.approx(40000)
 

@@ -15,9 +15,10 @@ from conftest import write_points_csv
 
 from wsi_amf import Points, screen
 from wsi_amf.exports import gc_json_text
-from wsi_amf.outputs import check_output_set, geojson_text, summary_dict, table_text, write_outputs
+from wsi_amf.outputs import check_output_set, geojson_text, table_text, write_outputs
 from wsi_amf.report import slide_report
 from wsi_amf.report import slide as slide_report_module
+from wsi_amf.options import ScreenOptions
 
 
 class Counted(np.ndarray):
@@ -63,7 +64,7 @@ def screened(tmp_path_factory, slide025, tiny_bundle):
     """A real screening of a few candidates: the template of the large results below."""
     tmp = tmp_path_factory.mktemp("scaling")
     points = write_points_csv(tmp / "p.csv", [(400.0 + 40 * i, 300.0 + 25 * i) for i in range(12)])
-    return screen(slide025.path, points, model=tiny_bundle, cache_dir=tmp / "cache", progress=False)
+    return screen(slide025.path, points, ScreenOptions(cache_dir=tmp / "cache"), model=tiny_bundle, progress=False)
 
 
 def large_result(template, n: int, *, seed: int = 0, counted: bool = False):  # noqa: ANN001, ANN202
@@ -91,7 +92,7 @@ def test_rendering_the_outputs_does_linear_array_work(screened) -> None:
         result = large_result(screened, n, counted=True)
         Counted.touched = 0
         texts = [geojson_text(result), table_text(result), gc_json_text(result)]
-        summary_dict(result)
+        result.summary()
         touched[n] = Counted.touched
         assert texts[1].count("\n") == n + 1 and texts[0].count('"Feature"') == int((result.status == "ok").sum())
     per_candidate = (touched[20000] - touched[2000]) / 18000

@@ -22,6 +22,7 @@ from wsi_amf.cli import main
 from wsi_amf.ensemble import Ensemble
 from wsi_amf.outputs import AMF_CLASS, NMF_CLASS
 from wsi_amf.stats import wilson_interval
+from wsi_amf.options import ScreenOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +50,8 @@ def assert_qupath_geojson(path: Path, n_expected: int) -> list[dict]:
 def test_screen_writes_consistent_outputs(tmp_path, slide025, tiny_bundle):
     xy = [slide025.px(x, y) for x, y in MITOSES_UM] + [(5000.0, 10.0), (10.0, 2048.0)]  # two outside the slide
     pts = write_points_csv(tmp_path / "det.csv", xy, {"id": list(range(len(xy))), "score": [0.9] * len(xy)})
-    r = screen(slide025.path, pts, model=tiny_bundle, out=tmp_path / "out", cache_dir=tmp_path / "c", progress=False)
+    r = screen(slide025.path, pts, ScreenOptions(cache_dir=tmp_path / "c"), model=tiny_bundle, out=tmp_path / "out",
+               progress=False)
     assert set(r.outputs) == {"geojson", "csv", "summary"}
     summary = json.loads(r.outputs["summary"].read_text())
     assert summary["n_candidates"] == 10 and summary["n_classified"] == 8 and summary["n_skipped"] == 2
@@ -81,11 +83,14 @@ def test_wilson_interval_hand_computed():
 
 
 def test_threshold_and_tta(tmp_path, slide025, mitosis_points, tiny_bundle):
-    base = screen(slide025.path, mitosis_points, model=tiny_bundle, cache_dir=tmp_path / "c", progress=False)
+    base = screen(slide025.path, mitosis_points, ScreenOptions(cache_dir=tmp_path / "c"), model=tiny_bundle,
+                  progress=False)
     cut = float(np.median(base.p_atypical))
-    r = screen(slide025.path, mitosis_points, model=tiny_bundle, cache_dir=tmp_path / "c", threshold=cut, progress=False)
+    r = screen(slide025.path, mitosis_points, ScreenOptions(cache_dir=tmp_path / "c", threshold=cut),
+               model=tiny_bundle, progress=False)
     assert r.n_atypical == int((base.p_atypical >= cut).sum()) and r.threshold == cut
-    tta = screen(slide025.path, mitosis_points, model=tiny_bundle, cache_dir=tmp_path / "c", tta=True, progress=False)
+    tta = screen(slide025.path, mitosis_points, ScreenOptions(cache_dir=tmp_path / "c", tta=True), model=tiny_bundle,
+                 progress=False)
     assert tta.engine["tta"] and not np.allclose(tta.p_atypical, base.p_atypical, atol=1e-7)
 
 
@@ -135,21 +140,23 @@ def test_auto_engine_on_cpu_prefers_openvino_then_onnx(tiny_bundle):
 def test_empty_detection_gives_zero_counts(tmp_path, slide025, tiny_bundle):
     pts = tmp_path / "none.csv"
     pts.write_text("x,y,score\n")
-    r = screen(slide025.path, pts, model=tiny_bundle, out=tmp_path / "out", cache_dir=tmp_path / "c", progress=False)
+    r = screen(slide025.path, pts, ScreenOptions(cache_dir=tmp_path / "c"), model=tiny_bundle, out=tmp_path / "out",
+               progress=False)
     s = json.loads(r.outputs["summary"].read_text())
     assert s["n_candidates"] == 0 and s["n_atypical"] == 0 and s["amf_ratio"] is None and s["amf_ratio_ci95"] is None
     assert_qupath_geojson(r.outputs["geojson"], 0)
 
 
 def test_failed_output_leaves_nothing_half_written(tmp_path, slide025, mitosis_points, tiny_bundle, monkeypatch):
-    import wsi_amf.outputs as outputs
+    import wsi_amf.results as results
 
     def boom(result):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(outputs, "summary_dict", boom)
+    monkeypatch.setattr(results, "_summary", boom)
     with pytest.raises(RuntimeError):
-        screen(slide025.path, mitosis_points, model=tiny_bundle, out=tmp_path / "out", cache_dir=tmp_path / "c", progress=False)
+        screen(slide025.path, mitosis_points, ScreenOptions(cache_dir=tmp_path / "c"), model=tiny_bundle,
+               out=tmp_path / "out", progress=False)
     assert not any((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
 
 
@@ -195,7 +202,8 @@ def test_real_slide_cmu1_end_to_end(tmp_path, tiny_bundle):
     rng = np.random.default_rng(0)
     xy = np.concatenate([rng.uniform(0, [2220, 2967], size=(60, 2)), [[2219, 2966], [3000, 10]]])
     pts = write_points_csv(tmp_path / "det.csv", xy)
-    r = screen(slide, pts, model=tiny_bundle, out=tmp_path / "out", cache_dir=tmp_path / "c", progress=False)
+    r = screen(slide, pts, ScreenOptions(cache_dir=tmp_path / "c"), model=tiny_bundle, out=tmp_path / "out",
+               progress=False)
     background = int((r.status == "background").sum())  # random points: about half of this field is glass
     assert r.n_classified + background == 61 and 10 < background < 50
     assert (r.status == "outside_slide").sum() == 1 and r.slide_mpp == pytest.approx(0.499)
@@ -208,5 +216,5 @@ def test_real_jpeg2000_slide_with_mpp_option(tmp_path, tiny_bundle):
     res = CliRunner().invoke(main, ["screen", str(slide), "--points", str(pts), "--model", str(tiny_bundle.path),
                                     "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "c")])
     assert res.exit_code == 1 and "pass --mpp" in res.output and "Traceback" not in res.output
-    r = screen(slide, pts, model=tiny_bundle, mpp=0.25, cache_dir=tmp_path / "c", progress=False)
+    r = screen(slide, pts, ScreenOptions(mpp=0.25, cache_dir=tmp_path / "c"), model=tiny_bundle, progress=False)
     assert r.mpp_source == "option" and list(r.status) == ["ok", "ok", "background"]  # the last one is on glass

@@ -10,12 +10,14 @@ from ._version import __version__
 from .batch import BatchResult, screen_batch
 from .bundle import BundleConfig, ModelBundle, load_bundle
 from .errors import BundleError, CacheError, DatasetError, OptionError, PointsError, SlideError, WsiAmfError
+from .options import ScreenOptions
 from .points import Points, read_points
-from .screen import ScreenResult, screen
+from .results import ScreenResult
+from .screen import screen
 from .slide import Slide
 
 __all__ = [
     "BatchResult", "BundleConfig", "BundleError", "CacheError", "DatasetError", "ModelBundle", "OptionError", "Points",
-    "PointsError", "ScreenResult", "Slide", "SlideError", "WsiAmfError", "load_bundle", "read_points", "screen",
+    "PointsError", "ScreenOptions", "ScreenResult", "Slide", "SlideError", "WsiAmfError", "load_bundle", "read_points", "screen",
     "screen_batch", "__version__",
 ]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .screen import ScreenResult, screen
 from .synthetic import write_slide_with_points
+from .options import ScreenOptions
 
 DEMO_MPP = 0.25
 
@@ -36,6 +37,6 @@ def run_demo(directory: str | Path, *, model: str | Path | None = None, device: 
     bundle = load_bundle(model)  # fail before writing anything when the model is missing
     directory = Path(directory)
     slide, points = make_demo_slide(directory)
-    result = screen(slide, points, model=bundle, out=directory / "results", cache_dir=directory / "cache", device=device,
-                    progress=progress, report=True)
+    result = screen(slide, points, ScreenOptions(cache_dir=directory / "cache", device=device, report=True),
+                    model=bundle, out=directory / "results", progress=progress)
     return DemoResult(slide, points, result)

@@ -9,14 +9,13 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from .choices import EXPORT_SUFFIXES
 from .errors import OptionError
-
-if TYPE_CHECKING:
-    from .screen import ScreenResult
+from .results import ScreenResult
 
 GC_ATYPICAL = "atypical mitotic figure"
 GC_NORMAL = "normal mitotic figure"
@@ -53,7 +52,7 @@ def gc_json_text(result: ScreenResult) -> str:
 
 #: export name -> (file name suffix after the slide's stem, renderer yielding the text chunk by chunk)
 EXPORTS: dict[str, tuple[str, Callable[[ScreenResult], Iterable[str]]]] = {
-    "gc-json": (".gc.json", gc_json_chunks),
+    "gc-json": (EXPORT_SUFFIXES["gc-json"], gc_json_chunks),
 }
 
 

@@ -18,19 +18,13 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from .exports import EXPORTS, check_exports, row_chunks
 from .files import remove_leftovers, temp_file
-from .hotspot import find_hotspot
-from .stats import wilson_interval
-from .roi import BREAST_COUNT_AREA_MM2, roi_summary
-
-if TYPE_CHECKING:
-    from .quantify import ShareEstimate
-    from .screen import ScreenResult
+from .results import ScreenResult
 
 log = logging.getLogger(__name__)
 AMF_CLASS = "Atypical mitotic figure"
@@ -141,95 +135,6 @@ def _num(v: float) -> str:
     return str(int(v)) if v.is_integer() else repr(v)
 
 
-def summary_dict(result: ScreenResult) -> dict[str, Any]:
-    n_amf, n_nmf, n_cls = result.n_atypical, result.n_normal, result.n_classified
-    called_ci = wilson_interval(n_amf, n_cls)
-    ok = result.classified
-    est = result.estimate()
-    hotspot = find_hotspot(result.points.xy[ok], result.atypical[ok], mpp=result.slide_mpp, dimensions=result.dimensions)
-    hotspot_json = None
-    if hotspot is not None:
-        hotspot_json = {**hotspot.to_json(), **_estimate_keys(result.estimate(hotspot.members), "n_amf")}
-    ref = result.reference
-    summary = {
-        "slide": str(result.slide_path),
-        "points": str(result.points.source) if result.points.source else None,
-        "mpp": result.slide_mpp,
-        "mpp_source": result.mpp_source,
-        "patch_mpp": result.model["mpp"],
-        "n_candidates": len(result.points),
-        "n_classified": n_cls,
-        "n_skipped": len(result.points) - n_cls,
-        "n_skipped_outside_slide": int(np.sum(result.status == "outside_slide")),
-        "n_skipped_outside_roi": int(np.sum(result.status == "outside_roi")),
-        "n_skipped_background": int(np.sum(result.status == "background")),
-        "background_px": [[float(v) for v in xy] for xy in result.points.xy[result.status == "background"][:1000]],
-        "n_duplicates_merged": result.points.n_duplicates,
-        "n_filtered": result.points.n_filtered,
-        "n_atypical": n_amf,
-        "n_normal": n_nmf,
-        "called_amf_ratio": (n_amf / n_cls) if n_cls else None,
-        "called_amf_ratio_ci95": list(called_ci) if called_ci else None,
-        "called_atypical_to_normal_ratio": (n_amf / n_nmf) if n_nmf else None,
-        **_estimate_keys(est, "n_atypical"),
-        "ratio_corrected": est.corrected,
-        "calibration": ref.calibration.method if ref is not None else None,
-        "stain": {"slide": result.slide_stain,
-                  "training_range": result.stain_range.to_json() if result.stain_range is not None else None},
-        "domain_warning": result.domain_warning,
-        "ratio_warning": _ratio_warning(result),
-        "hotspot": hotspot_json,
-        "threshold": result.threshold,
-        "threshold_calibrated": float(ref.calibration.apply(result.threshold)) if ref is not None else result.threshold,
-        "tta": result.engine["tta"],
-        "model": result.model,
-        "engine": result.engine,
-        "cache": {"path": str(result.cache_path), "mode": result.cache_mode, "patches_read_from_slide": result.n_read,
-                  "patches_from_cache": result.n_cached},
-        "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
-        "roi": None,
-        "score_histogram": result.histogram().to_json(),
-    }
-    if result.roi:
-        summary["roi"] = {**roi_summary(result.roi, mpp=result.slide_mpp, n_mf=n_cls, n_amf=n_amf),
-                          **_roi_estimate(est, result.roi.area_mm2(result.slide_mpp))}
-    return summary
-
-
-def _ratio_warning(result: ScreenResult) -> str | None:
-    """Why the share of calls cannot come from figures like the reference's: its Wilson interval lies wholly
-    above the reference's TPR or below its FPR (the estimate is then clipped to 1 or 0)."""
-    ref, n, k = result.reference, result.n_classified, result.n_atypical
-    if ref is None or n == 0:
-        return None
-    rates = ref.rates(result.threshold)
-    lo, hi = wilson_interval(k, n) or (0.0, 1.0)
-    if lo > rates["tpr"]:
-        side = f"above the reference's true-positive rate {rates['tpr']:.3f}, the most an all-atypical slide would give"
-    elif hi < rates["fpr"]:
-        side = f"below the reference's false-positive rate {rates['fpr']:.3f}, the least an all-normal slide would give"
-    else:
-        return None
-    return (f"the share of calls {k / n:.3f} ({k} of {n}) is {side}: these candidates are unlike the training figures "
-            f"(not mitotic figures? another domain?) and the estimated ratio, clipped, is not to be trusted")
-
-
-def _estimate_keys(est: ShareEstimate, count_key: str) -> dict[str, Any]:
-    """``amf_ratio`` (+ interval, method), ``estimated_<count_key>`` and the atypical:normal ratio (+ interval)."""
-    keys = est.to_json()
-    keys[f"estimated_{count_key}"] = keys.pop("estimated_n_atypical")
-    return keys
-
-
-def _roi_estimate(est: ShareEstimate, area_mm2: float) -> dict[str, Any]:
-    n = est.estimated_n_atypical
-    ci = est.ci95
-    per2 = BREAST_COUNT_AREA_MM2 / area_mm2
-    return {**_estimate_keys(est, "n_amf"),
-            "estimated_amf_per_2mm2": None if n is None else n * per2,
-            "estimated_amf_per_2mm2_ci95": None if ci is None else [ci[0] * est.n * per2, ci[1] * est.n * per2]}
-
-
 def write_outputs(result: ScreenResult, out_dir: str | Path, *, export: Iterable[str] = (),
                   timings: dict[str, float] | None = None) -> dict[str, Path]:
     """Write ``<stem>.geojson``, ``<stem>.csv``, ``<stem>.summary.json`` and the ``export`` files into ``out_dir``
@@ -255,7 +160,7 @@ def write_outputs(result: ScreenResult, out_dir: str | Path, *, export: Iterable
                 dest = out / f"{result.stem}{suffix}"
                 staged[kind] = (dest, *_stage(dest, render(result)))
         with clock("summary"):
-            summary = {**result.summary(), "files": {kind: {"name": dest.name, "sha256": digest}
+            summary = {**result.summary(timings), "files": {kind: {"name": dest.name, "sha256": digest}
                                                     for kind, (dest, _, digest) in staged.items()}}
             text = json.dumps(summary, indent=2, allow_nan=False) + "\n"
         with clock("write"):

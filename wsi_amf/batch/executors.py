@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import OptionError, WsiAmfError
-from ..points import PointsOptions
+from ..options import ScreenOptions
 from .cohort import slide_row
 from .jobs import SlideJob
 from .worker import SlideWorker
@@ -31,7 +31,7 @@ def run_local(todo: Todo, worker: SlideWorker, on_row: OnRow) -> None:
         on_row(worker.run(job, fp, next_job))
 
 
-def run_ray(todo: Todo, *, model: str | None, out: Path, options: Mapping[str, Any], points_options: PointsOptions,
+def run_ray(todo: Todo, *, model: str | None, out: Path, options: ScreenOptions,
             prefetch: bool, on_row: OnRow, address: str | None = None, actors: int | None = None) -> None:
     """Spread the slides over the actors of a Ray cluster (``address``; None: ``$RAY_ADDRESS``, an instance
     this process already started, or a new local one). Slides and ``out`` must be on storage every node sees."""
@@ -46,12 +46,12 @@ def run_ray(todo: Todo, *, model: str | None, out: Path, options: Mapping[str, A
     elif address is not None:
         log.warning("Ray is already initialised in this process; --ray-address %s is not used", address)
     try:
-        n, resources = actor_plan(actors, str(options.get("device", "auto")),
+        n, resources = actor_plan(actors, options.device,
                                   [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")])
         actor_cls = ray.remote(SlideWorker).options(**resources)
 
         def start() -> Any:
-            return actor_cls.remote(model, out=out, options=options, points_options=points_options, prefetch=prefetch)
+            return actor_cls.remote(model, out=out, options=options, prefetch=prefetch)
 
         pool = [start() for _ in range(min(n, len(todo)))]
         try:

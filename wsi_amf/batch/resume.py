@@ -25,6 +25,7 @@ from ..bundle import BUNDLE_FILE, ModelBundle
 from ..errors import OutputError
 from .._version import __version__
 from ..files import atomic_write_text
+from ..options import ScreenOptions
 from ..outputs import check_output_set
 from ..slide import SlideIdentity
 from .cohort import ROW_KEYS, jsonable
@@ -32,8 +33,6 @@ from .jobs import SlideJob
 
 FINGERPRINT_VERSION = 1
 STATE_DIR = ".batch"
-#: Screening options that do not change results.
-NEUTRAL_OPTIONS = frozenset({"device", "engine", "batch_size", "workers", "cache_dir", "cache", "cache_max_gb", "progress"})
 
 
 def file_digest(path: Path, chunk: int = 1 << 20) -> str:
@@ -52,16 +51,16 @@ def bundle_digest(bundle: ModelBundle) -> str:
     return h.hexdigest()
 
 
-def options_key(options: Mapping[str, Any]) -> dict[str, Any]:
+def options_key(options: ScreenOptions) -> dict[str, Any]:
     """The result-changing options as JSON values; an option naming an existing file stands for its content."""
-    return jsonable({k: v for k, v in options.items() if k not in NEUTRAL_OPTIONS}, path=_path_key)
+    return jsonable(options.result_key(), path=_path_key)
 
 
 def _path_key(path: Path) -> Any:
     return {"sha256": file_digest(path)} if path.is_file() else str(path)
 
 
-def fingerprint(job: SlideJob, *, model_digest: str, options: Mapping[str, Any]) -> str:
+def fingerprint(job: SlideJob, *, model_digest: str, options: ScreenOptions) -> str:
     """sha256 of everything that determines the slide's results (see the module docstring)."""
     try:
         ident = SlideIdentity.of(job.slide)

@@ -6,16 +6,16 @@ that fails is recorded and the others go on. The cohort table is rewritten after
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from ..bundle import ModelBundle, load_bundle
 from ..choices import EXECUTORS
 from ..errors import OptionError, SlideError
-from ..points import PointsOptions
+from ..options import ScreenOptions
 from ..quantify import load_reference
 from . import resume
 from .cohort import HISTOGRAM, jsonable, read_summary, slide_row, write_cohort
@@ -23,8 +23,8 @@ from .jobs import DEFAULT_POINTS_PATTERNS, SLIDE_SUFFIXES, SlideJob, folder_jobs
 
 if TYPE_CHECKING:
     from ..ensemble import Ensemble
+    from .worker import SlideWorker
 
-PER_SLIDE = frozenset({"points_options", "model", "out", "progress", "stem"})  # screen() arguments batch sets itself
 
 
 @dataclass(frozen=True)
@@ -60,11 +60,11 @@ def screen_batch(
     slides: str | Path | None = None,
     *,
     out: str | Path,
+    options: ScreenOptions | None = None,
     manifest: str | Path | None = None,
     points_dir: str | Path | None = None,
     points_patterns: Sequence[str] = DEFAULT_POINTS_PATTERNS,
     recursive: bool = False,
-    points_options: PointsOptions | None = None,
     model: Ensemble | ModelBundle | str | Path | None = None,
     force: bool = False,
     executor: str = "local",
@@ -73,64 +73,45 @@ def screen_batch(
     prefetch: bool = True,
     progress: bool = True,
     on_row: Callable[[dict[str, Any]], None] | None = None,
-    **screen_options: Any,
 ) -> BatchResult:
     """Screen every slide of the folder ``slides`` (paired with ``points_dir/<pattern>`` by stem) or of the
     CSV ``manifest`` (``slide,points[,roi]``) into ``out``: per slide the outputs of :func:`wsi_amf.screen`,
-    plus ``cohort.json`` / ``cohort.csv``. ``screen_options`` are keyword arguments of :func:`wsi_amf.screen`
-    (``cache_dir``, ``mpp``, ``device``, ``engine``, ``batch_size``, ``tta``, ``threshold``, ``workers`` ...),
-    the same for every slide; a manifest's ``roi`` cell is passed as ``roi=`` for its slide.
-    ``on_row`` is called with each slide's row when it is finished.
+    plus ``cohort.json`` / ``cohort.csv``. ``options`` are the same for every slide, except that a manifest's
+    ``roi`` cell replaces ``options.roi`` for its slide. ``on_row`` is called with each slide's row when it is
+    finished.
     """
-    from ..screen import check_options, screen
-
+    opts = options or ScreenOptions()
     if (slides is None) == (manifest is None):
         raise OptionError("give a slides folder or --manifest (one of them)")
     if executor not in EXECUTORS:
         raise OptionError(f"--executor {executor!r}: use one of {', '.join(EXECUTORS)}")
-    screen_options = _with_defaults(screen, screen_options)
-    check_options(batch_size=screen_options["batch_size"], threshold=screen_options["threshold"], mpp=screen_options["mpp"])
     out = Path(out)
-    points_options = points_options or PointsOptions()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-    if manifest is not None:
-        jobs = manifest_jobs(manifest)
-    else:
-        exclude = [out, *([screen_options["cache_dir"]] if screen_options.get("cache_dir") else [])]
-        jobs = folder_jobs(slides, points_dir=points_dir, patterns=points_patterns, recursive=recursive,  # type: ignore[arg-type]
-                           exclude=exclude)
-    if not jobs:
-        raise SlideError(f"slides folder {slides}: no slide found (extensions {' '.join(sorted(SLIDE_SUFFIXES))}"
-                         f"{'' if recursive else '; --recursive searches sub-folders'})")
-
+    jobs = _jobs(slides, manifest, out=out, opts=opts, points_dir=points_dir, points_patterns=points_patterns,
+                 recursive=recursive)
     worker = None
     if executor == "local":  # load the model first: a model or device problem stops the batch before any slide
         from .worker import SlideWorker
 
-        worker = SlideWorker(model, out=out, options=screen_options, points_options=points_options, prefetch=prefetch)
+        worker = SlideWorker(model, out=out, options=opts, prefetch=prefetch)
         bundle = worker.bundle
     else:
         bundle = _bundle(model)
     model_digest = resume.bundle_digest(bundle)
-    options = {**screen_options, "points_options": points_options}
-    describe = {**bundle.describe(), "bundle_threshold": bundle.config.threshold, "sha256": model_digest}
-    recorded = jsonable({**options, "executor": executor, "prefetch": prefetch, "force": force})
-    reference = load_reference(bundle.config.quantification, source=str(bundle.path))
-
-    def write(rows: dict[str, dict[str, Any]]) -> dict[str, Path]:
-        ordered = [rows[j.stem] for j in jobs if j.stem in rows]
-        return write_cohort(out, ordered, created=started, model=describe, options=recorded, reference=reference)
-
+    write = _cohort_writer(out, jobs, bundle, model_digest, started=started,
+                           recorded=jsonable({**opts.record(), "executor": executor, "prefetch": prefetch, "force": force}))
     out.mkdir(parents=True, exist_ok=True)
     try:
         with resume.locked(out):  # a second batch into the same folder refuses here, before it writes anything
-            rows, todo = _triage(jobs, out, model_digest=model_digest, options=options, force=force)
-            _run(rows, todo, write=write, out=out, worker=worker, bundle=bundle, model=model,
-                 screen_options=screen_options, points_options=points_options, prefetch=prefetch, progress=progress,
-                 on_row=on_row, ray_address=ray_address, ray_actors=ray_actors)
+            rows, todo = _triage(jobs, out, model_digest=model_digest, options=opts, force=force)
+            run = _Run(rows, write=write, progress=progress, on_row=on_row)
+            if worker is not None:
+                run.local(todo, worker)
+            else:
+                run.ray(todo, model=None if model is None else str(bundle.path.absolute()), out=out, options=opts,
+                        prefetch=prefetch, address=ray_address, actors=ray_actors)
             files = write(rows)
-            if screen_options.get("report"):
+            if opts.report:
                 from ..report import cohort_report
 
                 files["report"] = cohort_report(out)
@@ -140,40 +121,78 @@ def screen_batch(
     return BatchResult(out=out, rows=tuple(rows[j.stem] for j in jobs), files=files)
 
 
-def _run(rows: dict[str, dict[str, Any]], todo: list[tuple[SlideJob, str]], *,
-         write: Callable[[dict[str, dict[str, Any]]], Any], out: Path, worker: Any, bundle: ModelBundle, model: Any,
-         screen_options: dict[str, Any], points_options: PointsOptions, prefetch: bool, progress: bool,
-         on_row: Callable[[dict[str, Any]], None] | None, ray_address: str | None, ray_actors: int | None) -> None:
-    """Screen the slides of ``todo`` into ``rows``, rewriting the cohort table after each."""
-    from tqdm.auto import tqdm
+def _jobs(slides: str | Path | None, manifest: str | Path | None, *, out: Path, opts: ScreenOptions,
+          points_dir: str | Path | None, points_patterns: Sequence[str], recursive: bool) -> list[SlideJob]:
+    """The slides of the manifest or of the folder (leaving out ``out`` and the cache folder), each with its
+    points file; SlideError when a folder holds none."""
+    if manifest is not None:
+        return manifest_jobs(manifest)
+    assert slides is not None
+    exclude = [out, *([opts.cache_dir] if opts.cache_dir else [])]
+    jobs = folder_jobs(slides, points_dir=points_dir, patterns=points_patterns, recursive=recursive, exclude=exclude)
+    if not jobs:
+        raise SlideError(f"slides folder {slides}: no slide found (extensions {' '.join(sorted(SLIDE_SUFFIXES))}"
+                         f"{'' if recursive else '; --recursive searches sub-folders'})")
+    return jobs
 
-    bar = tqdm(total=len(todo), desc="slides", unit="slide", disable=not progress or not todo)
 
-    def finished(row: dict[str, Any]) -> None:
-        rows[row["stem"]] = row
-        write(rows)
-        bar.update(1)
-        if on_row is not None:
-            on_row(row)
+def _cohort_writer(out: Path, jobs: Sequence[SlideJob], bundle: ModelBundle, model_digest: str, *, started: str,
+                   recorded: dict[str, Any]) -> Callable[[dict[str, dict[str, Any]]], dict[str, Path]]:
+    """A function writing the cohort table of the rows so far (in the jobs' order)."""
+    describe = {**bundle.describe(), "bundle_threshold": bundle.config.threshold, "sha256": model_digest}
+    reference = load_reference(bundle.config.quantification, source=str(bundle.path))
 
-    write(rows)
-    try:
-        if worker is not None:
-            from .executors import run_local
+    def write(rows: dict[str, dict[str, Any]]) -> dict[str, Path]:
+        ordered = [rows[j.stem] for j in jobs if j.stem in rows]
+        return write_cohort(out, ordered, created=started, model=describe, options=recorded, reference=reference)
 
+    return write
+
+
+class _Run:
+    """Screens slides into ``rows``, rewriting the cohort table after each, with a progress bar over slides."""
+
+    def __init__(self, rows: dict[str, dict[str, Any]], *, write: Callable[[dict[str, dict[str, Any]]], Any],
+                 progress: bool, on_row: Callable[[dict[str, Any]], None] | None) -> None:
+        self.rows, self.write, self.progress, self.on_row = rows, write, progress, on_row
+
+    def local(self, todo: list[tuple[SlideJob, str]], worker: SlideWorker) -> None:
+        from .executors import run_local
+
+        with self._bar(todo) as finished:
             run_local(todo, worker, finished)
-        else:
-            from .executors import run_ray
 
-            absolute = {k: v.absolute() if isinstance(v, Path) else v for k, v in screen_options.items()}  # any cwd
-            run_ray(todo, model=None if model is None else str(bundle.path.absolute()), out=out.absolute(),
-                    options=absolute, points_options=points_options, prefetch=prefetch, on_row=finished,
-                    address=ray_address, actors=ray_actors)
-    finally:
-        bar.close()
+    def ray(self, todo: list[tuple[SlideJob, str]], *, model: str | None, out: Path, options: ScreenOptions,
+            prefetch: bool, address: str | None, actors: int | None) -> None:
+        from .executors import run_ray
+
+        absolute = options.replace(**{k: getattr(options, k).absolute() for k in ("cache_dir", "roi")
+                                      if isinstance(getattr(options, k), Path)})  # any cwd
+        with self._bar(todo) as finished:
+            run_ray(todo, model=model, out=out.absolute(), options=absolute, prefetch=prefetch, on_row=finished,
+                    address=address, actors=actors)
+
+    @contextmanager
+    def _bar(self, todo: list[tuple[SlideJob, str]]) -> Iterator[Callable[[dict[str, Any]], None]]:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), desc="slides", unit="slide", disable=not self.progress or not todo)
+
+        def finished(row: dict[str, Any]) -> None:
+            self.rows[row["stem"]] = row
+            self.write(self.rows)
+            bar.update(1)
+            if self.on_row is not None:
+                self.on_row(row)
+
+        self.write(self.rows)
+        try:
+            yield finished
+        finally:
+            bar.close()
 
 
-def _triage(jobs: Sequence[SlideJob], out: Path, *, model_digest: str, options: dict[str, Any], force: bool
+def _triage(jobs: Sequence[SlideJob], out: Path, *, model_digest: str, options: ScreenOptions, force: bool
             ) -> tuple[dict[str, dict[str, Any]], list[tuple[SlideJob, str]]]:
     """Rows of the slides skipped (no points file, or up to date), and the (job, fingerprint) pairs to screen."""
     rows: dict[str, dict[str, Any]] = {}
@@ -198,16 +217,6 @@ def _triage(jobs: Sequence[SlideJob], out: Path, *, model_digest: str, options: 
         else:
             todo.append((job, fp))
     return rows, todo
-
-
-def _with_defaults(screen: Callable[..., Any], given: dict[str, Any]) -> dict[str, Any]:
-    """Every option of ``screen`` (its defaults, then ``given``), so that equal settings compare equal."""
-    params = {name: p for name, p in inspect.signature(screen).parameters.items()
-              if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in PER_SLIDE}
-    unknown = set(given) - set(params)
-    if unknown:
-        raise OptionError(f"screen_batch: unknown screening option(s) {', '.join(sorted(unknown))}")
-    return {**{name: p.default for name, p in params.items()}, **given}
 
 
 def _bundle(model: Ensemble | ModelBundle | str | Path | None) -> ModelBundle:

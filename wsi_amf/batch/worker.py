@@ -15,11 +15,11 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..bundle import ModelBundle
 from ..errors import WsiAmfError, one_line
-from ..points import PointsOptions
+from ..options import ScreenOptions
 from . import resume
 from .cohort import slide_row
 from .jobs import SlideJob
@@ -31,17 +31,15 @@ log = logging.getLogger(__name__)
 
 
 class SlideWorker:
-    """One model, many slides. ``options`` are keyword arguments of :func:`wsi_amf.screen`."""
+    """One model, many slides, screened with the same ``options``."""
 
-    def __init__(self, model: Ensemble | ModelBundle | str | Path | None, *, out: str | Path, options: Mapping[str, Any],
-                 points_options: PointsOptions | None = None, prefetch: bool = True) -> None:
+    def __init__(self, model: Ensemble | ModelBundle | str | Path | None, *, out: str | Path, options: ScreenOptions,
+                 prefetch: bool = True) -> None:
         from ..ensemble import open_ensemble
 
         self.out = Path(out)
-        self.options = dict(options)
-        self.points_options = points_options or PointsOptions()
-        self.ensemble = open_ensemble(model, device=self.options.get("device", "auto"),
-                                      engine=self.options.get("engine", "auto"), tta=bool(self.options.get("tta", False)))
+        self.options = options
+        self.ensemble = open_ensemble(model, device=options.device, engine=options.engine, tta=options.tta)
         self.bundle = self.ensemble.bundle
         self._prefetch = prefetch
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="wsi-amf-prefetch")
@@ -63,15 +61,12 @@ class SlideWorker:
             pending.result()
         if next_job is not None and self._prefetch:
             self._pending[next_job.stem] = self._pool.submit(self._fill, next_job)
-        kwargs = dict(self.options)
-        if job.roi is not None:
-            kwargs["roi"] = job.roi
         try:
             resume.forget(self.out, job.stem)
             self._screening.set()
             try:
-                result = screen(job.slide, job.points, points_options=self.points_options, model=self.ensemble,
-                                out=self.out, stem=job.stem, progress=False, **kwargs)
+                result = screen(job.slide, job.points, self._options(job), model=self.ensemble, out=self.out,
+                                stem=job.stem, progress=False)
             finally:
                 self._screening.clear()
             outputs = {kind: _relative(path, self.out) for kind, path in result.outputs.items()}
@@ -92,17 +87,18 @@ class SlideWorker:
         """Read ``job``'s missing patches into the cache; any problem is left for ``screen`` to report."""
         from ..screen import fill_cache
 
-        if self._stop.is_set() or self.options.get("cache") is False:  # without a cache there is nothing to fill
+        if self._stop.is_set():
             return
         cfg = self.bundle.config
         try:
-            fill_cache(job.slide, job.points, patch_size=cfg.patch_size, patch_mpp=cfg.mpp,
-                       points_options=self.points_options, cache_dir=self.options.get("cache_dir"),
-                       cache_max_gb=self.options.get("cache_max_gb"),
-                       mpp=self.options.get("mpp"), roi=job.roi or self.options.get("roi"),
-                       workers=int(self.options.get("workers", 4)), stop=self._stop, busy=self._screening.is_set)
+            fill_cache(job.slide, job.points, self._options(job), patch_size=cfg.patch_size, patch_mpp=cfg.mpp,
+                       stop=self._stop, busy=self._screening.is_set)
         except Exception as exc:
             log.debug("prefetch of %s failed (%s); screen will report it", job.slide, exc)
+
+    def _options(self, job: SlideJob) -> ScreenOptions:
+        """The options for ``job``: a manifest's ROI replaces the batch's."""
+        return self.options if job.roi is None else self.options.replace(roi=job.roi)
 
     def close(self) -> None:
         self._stop.set()

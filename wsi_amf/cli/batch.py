@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .options import handle_errors, is_quiet, ratio_text, screening_options
+from .options import build_screen_options, handle_errors, is_quiet, ratio_text, screening_options
 
 if TYPE_CHECKING:
     from ..points import PointsOptions
@@ -64,7 +64,8 @@ def batch_cmd(ctx: click.Context, slides_dir: Path | None, points_options: Point
         elif not quiet:
             tqdm.write(_fmt_row(row))
 
-    result = screen_batch(slides_dir, points_options=points_options, progress=not quiet, on_row=report, **options)
+    opts = build_screen_options(points_options, options)
+    result = screen_batch(slides_dir, options=opts, progress=not quiet, on_row=report, **options)
     if not quiet:
         for row in result.rows:
             if row["status"] == "skipped":

@@ -5,13 +5,17 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 import click
 
 from ..cache import DEFAULT_MAX_GB
 from ..errors import OptionError, WsiAmfError
 from ..exports import EXPORTS
+
+if TYPE_CHECKING:
+    from ..options import ScreenOptions
+    from ..points import PointsOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -191,3 +195,12 @@ def ratio_text(d: Mapping[str, Any]) -> str:
     called = d.get("called_amf_ratio")
     called_text = "" if called is None or method.startswith("cc") else f"; share of calls {called:.3f}"
     return f"estimated AMF ratio {est:.3f} ({method}{ci_text}){called_text}"
+
+
+def build_screen_options(points_options: PointsOptions, values: dict[str, Any]) -> ScreenOptions:
+    """The ``ScreenOptions`` of ``screening_options``' values (those it adds are taken out of ``values``)."""
+    from ..options import ScreenOptions
+
+    names = ("cache_dir", "cache", "cache_max_gb", "mpp", "roi", "export", "device", "engine", "batch_size", "tta",
+             "threshold", "workers", "report")
+    return ScreenOptions(points=points_options, **{name: values.pop(name) for name in names})

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .options import handle_errors, is_quiet, ratio_text, screening_options
+from .options import build_screen_options, handle_errors, is_quiet, ratio_text, screening_options
 
 if TYPE_CHECKING:
     from ..points import PointsOptions
@@ -29,7 +29,8 @@ def screen_cmd(ctx: click.Context, slide: Path, points_path: Path, out: Path, po
     from ..screen import screen
 
     quiet = is_quiet(ctx)
-    result = screen(slide, points_path, points_options=points_options, out=out, progress=not quiet, **options)
+    opts = build_screen_options(points_options, options)
+    result = screen(slide, points_path, opts, out=out, progress=not quiet, **options)
     if quiet:
         return
     s = result.summary()
