@@ -29,8 +29,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run from a checkout without installing
-    sys.path.insert(0, str(REPO))
+for _path in (REPO, REPO / "tests"):  # run from a checkout without installing; tests/bundles.py
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 
 def log(msg: str) -> None:
@@ -79,7 +80,7 @@ def main() -> int:
         pairs = make_slides(slides_dir, args.slides, args.points)
         model: list[str] = []
         if args.arch:
-            from wsi_amf.bundle import random_bundle
+            from bundles import random_bundle  # tests/bundles.py
 
             bundle = random_bundle(work / "bundle", architecture=args.arch, members=args.members)
             model = ["--model", str(bundle.path)]

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     import wsi_amf.slide as slide_module
     from wsi_amf import Slide, screen
     from wsi_amf.options import ScreenOptions
-    from wsi_amf.bundle import random_bundle
+    from bundles import random_bundle  # tests/bundles.py
     from wsi_amf.ensemble import Ensemble
 
     default_read = slide_module.PatchReader.read

@@ -38,8 +38,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run from a checkout without installing
-    sys.path.insert(0, str(REPO))
+for _path in (REPO, REPO / "tests"):  # run from a checkout without installing; tests/bundles.py
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 SEED = 0
 ARCHITECTURE = "test_resnet"
@@ -58,7 +59,7 @@ def log(msg: str) -> None:
 
 def make_inputs(work: Path, slide_mm: float) -> tuple[Path, Path]:
     """A synthetic slide (``slide_mm`` square at 0.25 um/px) and a random bundle."""
-    from wsi_amf.bundle import random_bundle
+    from bundles import random_bundle  # tests/bundles.py
     from wsi_amf.synthetic import random_scene, write_pyramidal_tiff
 
     slide = work / "slide.tiff"

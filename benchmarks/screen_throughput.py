@@ -51,8 +51,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run from a checkout without installing
-    sys.path.insert(0, str(REPO))
+for _path in (REPO, REPO / "tests"):  # run from a checkout without installing; tests/bundles.py
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 DEFAULT_SLIDE = REPO.parent / "shared" / "data" / "slides" / "CMU-1-Small-Region.svs"
 DEFAULT_TIA_PYTHON = Path("/tmp/tiavenv/bin/python")
@@ -393,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from wsi_amf import Slide, screen
     from wsi_amf.options import ScreenOptions
-    from wsi_amf.bundle import load_bundle, random_bundle
+    from bundles import random_bundle  # tests/bundles.py
+    from wsi_amf.bundle import load_bundle
     from wsi_amf.ensemble import Ensemble
 
     if args.repeat is None:

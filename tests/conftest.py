@@ -64,7 +64,7 @@ def slide025(slides: dict[float, SyntheticSlide]) -> SyntheticSlide:
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory):
     """Two randomly initialised resnet10t members at 64 px (plumbing, not accuracy)."""
-    from wsi_amf.bundle import random_bundle
+    from bundles import random_bundle
 
     return random_bundle(tmp_path_factory.mktemp("bundle") / "tiny", architecture="resnet10t", members=2,
                          input_size=64, crop_fraction=0.6, mpp=0.25, threshold=0.5)

@@ -152,7 +152,7 @@ def test_intervals_cover_the_truth_on_slides_drawn_like_the_reference():
 
 
 def test_reference_round_trips_through_bundle_json(tmp_path):
-    from wsi_amf.bundle import random_bundle
+    from bundles import random_bundle
 
     rng = np.random.default_rng(5)
     ref = _simulated_reference(rng, n_slides=40)

@@ -11,7 +11,8 @@ import tifffile
 from click.testing import CliRunner
 
 from conftest import shared_file
-from wsi_amf.bundle import load_bundle, random_bundle
+from bundles import random_bundle
+from wsi_amf.bundle import load_bundle
 from wsi_amf.cli import main
 from wsi_amf.ensemble import Ensemble
 from wsi_amf.errors import OptionError

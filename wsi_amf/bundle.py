@@ -334,21 +334,6 @@ def build_member(bundle: ModelBundle, index: int):  # -> torch.nn.Module
     return model
 
 
-def random_bundle(path: str | Path, *, architecture: str = "convnextv2_atto", members: int = 1, seed: int = 0,
-                  **config: Any) -> ModelBundle:
-    """A randomly initialised bundle (for plumbing tests and benchmarks: its predictions mean nothing)."""
-    import timm
-    import torch
-
-    states = []
-    for k in range(members):
-        torch.manual_seed(seed + k)
-        states.append(timm.create_model(architecture, pretrained=False, num_classes=1).state_dict())
-    provenance = {"name": f"random-{architecture}", "note": "randomly initialised: for testing plumbing only"}
-    cfg = BundleConfig(architecture=architecture, members=("member-0.safetensors",), provenance=provenance, **config)
-    return save_bundle(path, cfg, states)
-
-
 def _object(data: Mapping[str, Any], key: str) -> dict[str, Any]:
     """``data[key]`` when it is a JSON object (absent or null: empty); TypeError otherwise."""
     value = data.get(key)
