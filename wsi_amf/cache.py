@@ -3,7 +3,7 @@
 Layout of ``<cache>/<slide stem>-<path hash>/`` (attrs: the slide's identity)::
 
     s128_mpp0.25/          attrs: patch_size, mpp, format_version
-        patches  uint8 [N, S, S, 3]   chunks of CHUNK patches, Blosc-LZ4 (fastest writes measured here)
+        patches  uint8 [N, S, S, 3]   chunks of CHUNK patches, Blosc-LZ4 (the fastest writes: benchmarks/README.md)
         crc      uint32 [N]           CRC-32 of each patch: checked on every read
         filled   bool  [N]            explicit: zarr skips chunks equal to the fill value
         coords   float64 [N, 2]       level-0 (x, y) of each patch
@@ -170,7 +170,7 @@ class PatchCache:
 
     def _load(self, g) -> None:  # noqa: ANN001
         # Patch chunks are never skipped as "empty": zarr's check compares every chunk with the fill value,
-        # which cost 4x the compression itself (benchmarks/README.md, cache writes).
+        # which costs more than the compression itself (benchmarks/README.md, cache writes).
         self._patches = g["patches"].with_config({"write_empty_chunks": True})
         self._crc, self._filled, self._coords = g["crc"], g["filled"], g["coords"]
         filled = np.asarray(self._filled[:], dtype=bool)

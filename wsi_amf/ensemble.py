@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _CPU_RUNTIMES = ("openvino", "onnx")
-_OPENVINO_SUB_BATCH = 8  # patches per OpenVINO request (measured best of 8 / 16 / 32 on 2 cores)
+_OPENVINO_SUB_BATCH = 8  # patches per OpenVINO request (chosen by benchmarks/screen_throughput.py)
 
 
 def resolve_device(device: str = "auto") -> str:

@@ -42,8 +42,8 @@ class Preprocess:
         if patches.ndim != 4 or patches.shape[-1] != 3:
             raise ValueError(f"expected patches of shape [N, S, S, 3], got {tuple(patches.shape)}")
         # Crop while still uint8, convert once into a contiguous NCHW float tensor, and normalise in place with
-        # the mean and std scaled to 0-255: a few times faster than converting the whole patch and normalising
-        # in separate passes, with the same values to 1e-6.
+        # the mean and std scaled to 0-255: fewer passes over the data than converting the whole patch and
+        # normalising, with the same values to 1e-6.
         x = patches.permute(0, 3, 1, 2)
         h, w = x.shape[-2:]
         if self.crop_fraction < 1.0:
