@@ -131,3 +131,51 @@ def test_the_walk_sees_function_level_type_only_and_package_imports(tmp_path: Pa
 @pytest.mark.parametrize("module", ["wsi_amf._version", "wsi_amf.choices", "wsi_amf.errors"])
 def test_the_lowest_modules_import_nothing_of_the_package(module: str) -> None:
     assert import_graph()[module] == set()
+
+
+#: The layers, lowest first (docs/ARCHITECTURE.md): a module may import its own layer and those below it.
+LAYERS: dict[str, tuple[str, ...]] = {
+    "base": ("wsi_amf._version", "wsi_amf.choices", "wsi_amf.errors"),
+    "helpers": ("wsi_amf.files", "wsi_amf.stats"),
+    "inputs": ("wsi_amf.slide", "wsi_amf.points", "wsi_amf.roi", "wsi_amf.stain", "wsi_amf.synthetic", "wsi_amf.cache",
+               "wsi_amf.datasets"),
+    "model": ("wsi_amf.bundle", "wsi_amf.preprocess", "wsi_amf.onnx_graphs", "wsi_amf.ensemble", "wsi_amf.calibration",
+              "wsi_amf.quantify"),
+    "results": ("wsi_amf.hotspot", "wsi_amf.results", "wsi_amf.exports", "wsi_amf.outputs", "wsi_amf.options"),
+    "report": ("wsi_amf.report",),
+    "pipelines": ("wsi_amf.stream", "wsi_amf.screen", "wsi_amf.inference", "wsi_amf.demo"),
+    "orchestration": ("wsi_amf.batch", "wsi_amf.training"),
+    "interface": ("wsi_amf.cli", "wsi_amf.__main__", "wsi_amf"),
+}
+
+
+def layer_of(module: str) -> int:
+    """The index of the module's layer: the longest prefix that names it."""
+    best = None
+    for rank, prefixes in enumerate(LAYERS.values()):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and (best is None or len(prefix) > len(best[1])):
+                best = (rank, prefix)
+    if best is None:
+        raise KeyError(module)
+    return best[0]
+
+
+def test_every_module_has_a_layer() -> None:
+    missing = [m for m in import_graph() if not _has_layer(m)]
+    assert not missing, f"modules in no layer of LAYERS (add them, and to docs/ARCHITECTURE.md): {missing}"
+
+
+def _has_layer(module: str) -> bool:
+    try:
+        layer_of(module)
+    except KeyError:
+        return False
+    return True
+
+
+def test_no_module_imports_a_layer_above_its_own() -> None:
+    names = list(LAYERS)
+    upward = [f"{m} ({names[layer_of(m)]}) -> {t} ({names[layer_of(t)]})"
+              for m, targets in import_graph().items() for t in sorted(targets) if layer_of(t) > layer_of(m)]
+    assert not upward, "imports of a higher layer: " + "; ".join(upward)

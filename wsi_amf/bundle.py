@@ -179,7 +179,7 @@ def _triple(value: Iterable[Any]) -> tuple[float, float, float]:
     vals = tuple(float(v) for v in value)
     if len(vals) != 3:
         raise ValueError("mean/std need three values")
-    return vals  # type: ignore[return-value]
+    return vals[0], vals[1], vals[2]
 
 
 @dataclass(frozen=True)

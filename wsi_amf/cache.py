@@ -32,7 +32,7 @@ import zlib
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, TextIO
 
 import numpy as np
 
@@ -76,8 +76,11 @@ class PatchCache:
         self.slide_dir = Path(root) / slide_group_name(slide_path)
         self.path = self.slide_dir / f"s{self.size}_mpp{self.mpp:g}"
         self.mode = mode
-        self._lock_fh = None
-        self._patches = self._crc = self._filled = self._coords = None
+        self._lock_fh: TextIO | None = None
+        self._patches: Any = None  # zarr arrays, once opened
+        self._crc: Any = None
+        self._filled: Any = None
+        self._coords: Any = None
         self._stored = 0  # entries that exist in the store (the rest were appended in memory only)
         self.filled = np.zeros(0, dtype=bool)
         self.crc = np.zeros(0, dtype=np.uint32)
@@ -98,6 +101,7 @@ class PatchCache:
         if self.mode == "r":
             self._open_read_only(slide_path, identity)
             return
+        assert self._lock_fh is not None  # opened above unless the mode is read-only
         fcntl.flock(self._lock_fh, fcntl.LOCK_EX)
         os.utime(self._lock_fh.name)  # last use, for the least-recently-used eviction
         self._open_writable(slide_path, identity)
@@ -173,7 +177,7 @@ class PatchCache:
         # which costs more than the compression itself (benchmarks/README.md, cache writes).
         self._patches = g["patches"].with_config({"write_empty_chunks": True})
         self._crc, self._filled, self._coords = g["crc"], g["filled"], g["coords"]
-        filled = np.asarray(self._filled[:], dtype=bool)
+        filled = np.asarray(self._filled[:]).astype(bool)
         crc = np.asarray(self._crc[:], dtype=np.uint32)
         coords = np.asarray(self._coords[:], dtype=np.float64).reshape(-1, 2)
         n = min(len(filled), len(crc), len(coords), self._patches.shape[0])
@@ -394,8 +398,8 @@ def read_cached(group_path: str | Path, identity: SlideIdentity, xy: np.ndarray)
         top = zarr.open_group(str(path.parent), mode="r")
         if top.attrs.get("identity") != asdict(identity):
             return {}
-        g = zarr.open_group(str(path), mode="r")
-        filled = np.asarray(g["filled"][:], dtype=bool)
+        g: Any = zarr.open_group(str(path), mode="r")  # its members are arrays
+        filled = np.asarray(g["filled"][:]).astype(bool)
         coords = np.asarray(g["coords"][:], dtype=np.float64).reshape(-1, 2)
         index = {_key(x, y): i for i, (x, y) in enumerate(coords[: len(filled)]) if filled[i]}  # as PatchCache.locate
         where = {i: index[k] for i, (x, y) in enumerate(xy) if (k := _key(x, y)) in index}
@@ -406,7 +410,8 @@ def read_cached(group_path: str | Path, identity: SlideIdentity, xy: np.ndarray)
         good = checksums(block) == np.asarray(g["crc"].get_orthogonal_selection((wanted,)), dtype=np.uint32)
         if not good.all():
             log.warning("patch cache %s: %d patch(es) fail their checksum; they come from the slide", path, int((~good).sum()))
-        return {i: block[k] for i, j in where.items() if good[k := int(np.searchsorted(wanted, j))]}
+        at = {i: int(np.searchsorted(wanted, j)) for i, j in where.items()}
+        return {i: block[at[i]] for i in where if good[at[i]]}
     except Exception as exc:  # a missing or damaged cache: the caller reads the patches from the slide
         log.info("patch cache %s: not readable (%s); patches come from the slide", path, exc)
         return {}

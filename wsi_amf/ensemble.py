@@ -12,6 +12,7 @@ Engines:
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 from dataclasses import dataclass
@@ -105,7 +106,7 @@ class Ensemble:
         architecture (else eager)."""
         arch = "+".join(self.bundle.config.architectures)
         try:
-            graphs = [member_graph(self.bundle, k, lambda k=k: member(k)) for k in range(len(self.bundle.config.members))]
+            graphs = [member_graph(self.bundle, k, functools.partial(member, k)) for k in range(len(self.bundle.config.members))]
         except BundleError:  # a member that does not fit its architecture: the bundle's fault, whatever the engine
             raise
         except Exception as exc:  # export support differs between architectures

@@ -141,7 +141,8 @@ def json_type(value: Any) -> str:
         return "a boolean"
     if is_number(value):
         return "a number"
-    return {str: "a string", list: "a list"}.get(type(value), "an object")
+    names: dict[type, str] = {str: "a string", list: "a list"}
+    return names.get(type(value), "an object")
 
 
 def geojson_features(data: Any, *, where: str, error: type[WsiAmfError], expected: str) -> list[Any]:

@@ -53,7 +53,8 @@ def export(model: Any, size: int) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, (torch.zeros(1, 3, size, size),), buf, input_names=["x"], output_names=["logit"],
+            model, (torch.zeros(1, 3, size, size),), buf,  # type: ignore[arg-type]  # file objects are written too
+            input_names=["x"], output_names=["logit"],
             dynamic_axes={"x": {0: "n"}, "logit": {0: "n"}}, opset_version=OPSET, dynamo=False,
         )
     return buf.getvalue()

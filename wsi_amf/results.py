@@ -76,10 +76,11 @@ class ScreenResult:
         """Why the slide looks unlike the training data (None when it does not, or nothing tells)."""
         if self.stain_range is None:
             return None
-        outside = self.stain_range.outside(self.slide_stain)
-        if not outside:
+        stain = self.slide_stain
+        outside = self.stain_range.outside(stain)
+        if not outside or stain is None:
             return None
-        where = "; ".join(f"{k} {self.slide_stain[k]:.3f} outside [{self.stain_range.low[k]:.3f}, "
+        where = "; ".join(f"{k} {stain[k]:.3f} outside [{self.stain_range.low[k]:.3f}, "
                           f"{self.stain_range.high[k]:.3f}]" for k in outside)
         return (f"the slide's stain is outside the range of the {self.stain_range.n_slides} training slides ({where}): "
                 f"calls and ratios may be off; the ratio's interval allows for a slide-level shift")

@@ -77,8 +77,7 @@ class StainRange:
         """From per-patch statistics and each patch's source slide."""
         st = np.asarray(stain, dtype=np.float64).reshape(-1, 2)
         g = np.asarray(groups).astype(str)
-        medians = [slide_stain(st[g == v]) for v in np.unique(g)]
-        medians = [m for m in medians if m is not None]
+        medians = [m for v in np.unique(g) if (m := slide_stain(st[g == v])) is not None]
         if not medians:
             raise ValueError("no training patch holds tissue: no stain range")
         return cls(low={k: min(m[k] for m in medians) for k in STAINS},

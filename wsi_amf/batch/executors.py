@@ -42,7 +42,10 @@ def run_ray(todo: Todo, *, model: str | None, out: Path, options: ScreenOptions,
     own = not ray.is_initialized()
     if own:  # a new local instance needs no dashboard; an existing cluster is joined as it is
         local = address is None and not os.environ.get("RAY_ADDRESS")
-        ray.init(address=address, **({"include_dashboard": False} if local else {}))
+        if local:
+            ray.init(include_dashboard=False)
+        else:
+            ray.init(address=address)
     elif address is not None:
         log.warning("Ray is already initialised in this process; --ray-address %s is not used", address)
     try:

@@ -55,6 +55,8 @@ class SlideWorker:
         """Screen ``job`` into ``out`` (prefetching ``next_job``); its cohort row, ``ok`` or ``failed``."""
         from ..screen import screen
 
+        if job.points is None:
+            raise ValueError(f"slide {job.slide}: a job without a points file is skipped, not run")
         t0 = time.perf_counter()
         pending = self._pending.pop(job.stem, None)
         if pending is not None:
@@ -87,7 +89,7 @@ class SlideWorker:
         """Read ``job``'s missing patches into the cache; any problem is left for ``screen`` to report."""
         from ..screen import fill_cache
 
-        if self._stop.is_set():
+        if self._stop.is_set() or job.points is None:
             return
         cfg = self.bundle.config
         try:
