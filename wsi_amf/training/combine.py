@@ -1,4 +1,5 @@
-"""Mixed ensembles: several k-fold bundles trained on the same data with the same folds, as one bundle.
+"""Mixed ensembles: several k-fold bundles trained on the same data with the same folds (``fold_groups``), as
+one bundle.
 
 Member j of each source bundle is fold j's model, so the combined bundle has several members per fold (one
 per source), each with its own architecture and preprocessing (``BundleConfig.member_overrides``) and its
@@ -18,13 +19,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..bundle import BUNDLE_FILE, MEMBER_KEYS, ModelBundle, load_bundle
+from ..datasets import PatchDataset, load_dataset
 from ..errors import OptionError
 from ..files import atomic_write_text
-from .calibrate import quantification_block
-from .datasets import PatchDataset, load_dataset
+from ..inference.reports import headline, json_ready, metrics_report, write_json, write_predictions
 from ..stats import best_balanced_accuracy_threshold
+from .calibrate import quantification_block
 from .oof import recorded_oof
-from .reports import headline, json_ready, metrics_report, write_json, write_predictions
 
 
 def combine(bundles: Sequence[str | Path | ModelBundle], data: str | Path | PatchDataset, *, out: str | Path,
@@ -66,7 +67,7 @@ def combine(bundles: Sequence[str | Path | ModelBundle], data: str | Path | Patc
                            "weights": s.config.provenance.get("weights"),
                            "hyperparameters": s.config.provenance.get("hyperparameters")} for s in sources],
         "data": first.provenance.get("data"),
-        "seeds": {"split": first.provenance["seeds"]["split"]},
+        "seeds": {"split": (first.provenance.get("seeds") or {}).get("split")},
         "cv": first.provenance.get("cv"),
         "threshold_method": first.provenance.get("threshold_method"),
     }
@@ -102,11 +103,10 @@ def _check_compatible(sources: list[ModelBundle]) -> None:
         fa, fb = ((c.provenance.get("data") or {}).get("fingerprint") for c in (a, b))
         if fa is None or fa != fb:
             problems.append("not trained on the same data (provenance.data.fingerprint)")
-        sa, sb = ((c.provenance.get("seeds") or {}).get("split") for c in (a, b))
-        folds_a = max(a.fold_of(k) for k in range(len(a.members)))
-        folds_b = max(b.fold_of(k) for k in range(len(b.members)))
-        if sa is None or sa != sb or folds_a != folds_b:
-            problems.append("not cross-validated on the same folds (split seed and number of folds)")
+        if not (a.fold_groups and b.fold_groups):
+            problems.append("bundle.json records no folds (fold_groups)")
+        elif (a.fold_groups, a.fold_group_by) != (b.fold_groups, b.fold_group_by):
+            problems.append("not cross-validated on the same folds (the recorded fold of each group)")
         if problems:
             raise OptionError(f"bundles {first.path} and {other.path} cannot be combined: " + "; ".join(problems))
 
