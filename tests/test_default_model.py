@@ -1,7 +1,7 @@
 """The built-in model's recorded cross-validation figures are reproduced from the weights that ship.
 
-Each member is fold k's model: run on fold k's held-out slides (the grouped folds rebuilt from the recorded
-split seed), the members' out-of-fold predictions must give the ROC AUC and balanced accuracy written in
+Each member is fold k's model: run on fold k's held-out slides (the folds recorded in ``bundle.json``,
+``fold_groups``), the members' out-of-fold predictions must give the ROC AUC and balanced accuracy written in
 ``bundle.json`` and the README. The members ship in fp16 (training evaluated them in fp32), hence the small
 tolerance. Skipped when the shared AMi-Br data or the built-in model is absent.
 """
@@ -15,10 +15,11 @@ import pytest
 
 from conftest import shared_file
 from wsi_amf.bundle import default_bundle_path, load_bundle
+from wsi_amf.datasets import load_dataset
 from wsi_amf.ensemble import Ensemble
-from wsi_amf.training.datasets import load_dataset
 from wsi_amf.stats import binary_metrics, roc_auc
-from wsi_amf.training.splits import stratified_group_folds
+from wsi_amf.training.oof import recorded_oof
+from wsi_amf.training.splits import folds_from_groups
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +29,20 @@ def default_bundle():
     return load_bundle(None)
 
 
-def test_recorded_cross_validation_is_reproduced_from_the_shipped_weights(default_bundle):
-    data = load_dataset(shared_file("amibr"))
+@pytest.fixture(scope="module")
+def amibr():
+    return load_dataset(shared_file("amibr"))
+
+
+def test_recorded_cross_validation_is_reproduced_from_the_shipped_weights(default_bundle, amibr):
+    data = amibr
     cfg = default_bundle.config
     recorded = cfg.metrics["cv_oof"]
     prov = cfg.provenance
     assert prov["data"]["fingerprint"] == data.fingerprint(), "the shared AMi-Br subset is not the one it was trained on"
-    folds = stratified_group_folds(data.labels, data.groups, len(cfg.members), seed=prov["seeds"]["split"])
+    assert cfg.fold_group_by == prov["cv"]["grouped_by"] == data.group_by
+    folds = folds_from_groups(data.groups, cfg.fold_groups)
+    assert len(folds) == len(cfg.members) == prov["cv"]["folds"]
     oof = np.full(len(data), np.nan)
     for fold in folds:
         member = dataclasses.replace(cfg, members=(cfg.members[fold.index],))
@@ -48,3 +56,12 @@ def test_recorded_cross_validation_is_reproduced_from_the_shipped_weights(defaul
     at_threshold = binary_metrics(data.labels, oof, cfg.threshold)
     assert at_threshold["balanced_accuracy"] == pytest.approx(recorded["balanced_accuracy"], abs=0.01)
     assert recorded["n"] == len(data) == 2679
+
+
+def test_recorded_oof_scores_each_slide_with_its_own_fold(default_bundle, amibr):
+    """``recorded_oof`` (what ``calibrate`` and ``combine`` use) follows the recorded fold of every slide."""
+    oof = recorded_oof(default_bundle, amibr)
+    assert not np.isnan(oof.p).any() and set(oof.folds.tolist()) == {1, 2, 3, 4, 5}
+    for group, fold in default_bundle.config.fold_groups.items():
+        assert set(oof.folds[amibr.groups == group].tolist()) == {fold + 1}
+    assert roc_auc(amibr.labels, oof.p) == pytest.approx(default_bundle.config.metrics["cv_oof"]["roc_auc"], abs=0.005)

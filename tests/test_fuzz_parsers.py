@@ -19,8 +19,8 @@ from safetensors.numpy import save as save_safetensors
 from wsi_amf.bundle import BundleConfig, load_bundle
 from wsi_amf.errors import BundleError, DatasetError, OptionError, RoiError
 from wsi_amf.roi import Roi, read_roi
-from wsi_amf.training.datasets import MIDOG_DOMAINS, load_dataset
-from wsi_amf.training.track2 import read_stack
+from wsi_amf.datasets import MIDOG_DOMAINS, load_dataset
+from wsi_amf.inference.track2 import read_stack
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -23,7 +23,7 @@ from wsi_amf.errors import OptionError, ReportError
 from wsi_amf.report import cohort_report, evaluation_report, evaluation_report_dir, slide_report, write_reports
 from wsi_amf.slide import Slide
 from wsi_amf.stats import roc_curve
-from wsi_amf.training.reports import metrics_report
+from wsi_amf.inference.reports import metrics_report
 from wsi_amf.options import ScreenOptions
 
 
@@ -324,7 +324,7 @@ def test_evaluation_report(evaluation) -> None:
 
 
 def test_evaluation_report_from_a_folder(evaluation, tmp_path) -> None:
-    from wsi_amf.training.reports import write_json, write_predictions
+    from wsi_amf.inference.reports import write_json, write_predictions
 
     _, m, y, p = evaluation
     write_json(tmp_path / "metrics.json", m)

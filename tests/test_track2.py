@@ -16,7 +16,8 @@ from wsi_amf.bundle import load_bundle
 from wsi_amf.cli import main
 from wsi_amf.ensemble import Ensemble
 from wsi_amf.errors import OptionError
-from wsi_amf.training.track2 import classify_stack, read_stack
+from wsi_amf.inference import InferenceOptions
+from wsi_amf.inference.track2 import classify_stack, read_stack
 
 
 def assert_track2_output(path: Path, n_pages: int, threshold: float) -> np.ndarray:
@@ -54,10 +55,10 @@ def test_shared_stack_with_the_default_model(tmp_path):
 def test_calls_follow_page_order(tmp_path, tiny_bundle):
     rng = np.random.default_rng(5)
     pages = rng.integers(0, 256, size=(6, 128, 128, 3), dtype=np.uint8)
-    forward = classify_stack(write_stack(tmp_path / "a.tiff", pages), tmp_path / "a.json", model=tiny_bundle,
-                             engine="torch", batch_size=4, quiet=True)
-    backward = classify_stack(write_stack(tmp_path / "b.tiff", pages[::-1]), tmp_path / "b.json", model=tiny_bundle,
-                              engine="torch", quiet=True)
+    forward = classify_stack(write_stack(tmp_path / "a.tiff", pages), tmp_path / "a.json",
+                             InferenceOptions(model=tiny_bundle, engine="torch", batch_size=4), quiet=True)
+    backward = classify_stack(write_stack(tmp_path / "b.tiff", pages[::-1]), tmp_path / "b.json",
+                              InferenceOptions(model=tiny_bundle, engine="torch"), quiet=True)
     a = assert_track2_output(tmp_path / "a.json", 6, forward.threshold)
     b = assert_track2_output(tmp_path / "b.json", 6, backward.threshold)
     assert np.ptp(a) > 1e-4  # distinct pages, distinct confidences: the order is testable
@@ -69,9 +70,10 @@ def test_calls_follow_page_order(tmp_path, tiny_bundle):
 def test_threshold_option_sets_the_class_not_the_confidence(tmp_path, tiny_bundle):
     rng = np.random.default_rng(6)
     stack = write_stack(tmp_path / "s.tiff", rng.integers(0, 256, size=(4, 128, 128, 3), dtype=np.uint8))
-    base = classify_stack(stack, tmp_path / "a.json", model=tiny_bundle, engine="torch", quiet=True)
+    base = classify_stack(stack, tmp_path / "a.json", InferenceOptions(model=tiny_bundle, engine="torch"), quiet=True)
     cut = float(np.median(base.confidence))
-    r = classify_stack(stack, tmp_path / "b.json", model=tiny_bundle, engine="torch", threshold=cut, quiet=True)
+    r = classify_stack(stack, tmp_path / "b.json", InferenceOptions(model=tiny_bundle, engine="torch", threshold=cut),
+                       quiet=True)
     np.testing.assert_array_equal(assert_track2_output(tmp_path / "b.json", 4, cut), base.confidence)
     assert r.n_atypical == int((base.confidence >= cut).sum())
 
@@ -80,5 +82,5 @@ def test_a_bundle_for_other_patch_sizes_is_refused(tmp_path):
     bundle = random_bundle(tmp_path / "b256", architecture="resnet10t", patch_size=256, input_size=64)
     stack = write_stack(tmp_path / "s.tiff", np.zeros((1, 128, 128, 3), dtype=np.uint8))
     with pytest.raises(OptionError, match="expects 256 px patches"):
-        classify_stack(stack, tmp_path / "r.json", model=bundle, quiet=True)
+        classify_stack(stack, tmp_path / "r.json", InferenceOptions(model=bundle), quiet=True)
     assert not (tmp_path / "r.json").exists()

@@ -3,8 +3,10 @@ members keep their own architecture and preprocessing and whose out-of-fold scor
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,11 +17,15 @@ from wsi_amf import load_bundle
 from wsi_amf.cli import main
 from wsi_amf.ensemble import Ensemble
 from wsi_amf.errors import OptionError
-from wsi_amf.training import load_dataset, train
+from wsi_amf.datasets import load_dataset
+from wsi_amf.training import RecipeChanges, train
 from wsi_amf.training.combine import combine
 from wsi_amf.training.oof import recorded_oof
 
-TINY = {"img_size": 32, "epochs": 1, "folds": 2, "batch_size": 8, "device": "cpu", "quiet": True}
+def tiny(**changes: Any) -> dict[str, Any]:
+    """Train a tiny model: one epoch, two folds, 32 px."""
+    given = {"img_size": 32, "epochs": 1, "folds": 2, "batch_size": 8, **changes}
+    return {"changes": RecipeChanges(**given), "device": "cpu", "quiet": True}
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +36,8 @@ def two_bundles(tmp_path_factory):  # noqa: ANN201
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("combine")
     data = make_data_csv(root / "data")
-    a = train(data, root / "a", arch="resnet10t", **TINY).bundle
-    b = train(data, root / "b", **{**TINY, "arch": "convnextv2_atto", "img_size": 48, "crop": 0.8}).bundle
+    a = train(data, root / "a", **tiny(arch="resnet10t")).bundle
+    b = train(data, root / "b", **tiny(arch="convnextv2_atto", img_size=48, crop=0.8)).bundle
     yield data, a, b, root
     torch.set_num_threads(threads)
 
@@ -64,8 +70,16 @@ def test_a_combined_bundle_averages_its_members_with_their_own_preprocessing(two
 
 def test_bundles_of_other_folds_or_data_are_refused(two_bundles, tmp_path: Path) -> None:
     data, a, _, root = two_bundles
-    three = train(data, tmp_path / "three", arch="resnet10t", **{**TINY, "folds": 3}).bundle
+    three = train(data, tmp_path / "three", **tiny(arch="resnet10t", folds=3)).bundle
     with pytest.raises(OptionError, match="cannot be combined: not cross-validated on the same folds"):
         combine([a.path, three.path], data, out=tmp_path / "x", quiet=True)
     result = CliRunner().invoke(main, ["combine", str(a.path), "--data", str(data), "--out", str(tmp_path / "y")])
     assert result.exit_code == 2 and "at least two bundles" in result.output
+
+
+def test_recorded_folds_rebuild_the_out_of_fold_predictions_of_training(two_bundles) -> None:
+    data, a, _, _ = two_bundles
+    rows = list(csv.DictReader((a.path / "oof_predictions.csv").open(newline="")))
+    oof = recorded_oof(a, load_dataset(data, quiet=True), engine="torch")
+    np.testing.assert_allclose(oof.p, [float(r["p_atypical"]) for r in rows], atol=5e-6)
+    assert oof.folds.tolist() == [int(r["fold"]) for r in rows]

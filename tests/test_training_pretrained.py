@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from wsi_amf.cli.train import train_cmd
 from wsi_amf.errors import OptionError
-from wsi_amf.training import pretrained, train
+from wsi_amf.training import RecipeChanges, pretrained, train
 from wsi_amf.training.recipes import RECIPES
 from wsi_amf.training.trainer import build_model, loss_prior
 
@@ -113,5 +113,6 @@ def test_train_from_the_wheel_by_name(tmp_path: Path) -> None:
     source = torch.load(lite0_file(), map_location="cpu", weights_only=True)
     torch.testing.assert_close(member["conv_stem.weight"].float(), source["_conv_stem.weight"], atol=1e-6, rtol=0)
     with pytest.raises(OptionError, match="does not fit resnet10t"):
-        train(data, tmp_path / "c", arch="resnet10t", pretrained_file="efficientnet-lite0", img_size=32, epochs=1,
-              folds=2, batch_size=8, device="cpu", quiet=True)
+        changes = RecipeChanges(arch="resnet10t", pretrained_file="efficientnet-lite0", img_size=32, epochs=1, folds=2,
+                                batch_size=8)
+        train(data, tmp_path / "c", changes=changes, device="cpu", quiet=True)

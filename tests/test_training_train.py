@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,17 @@ from wsi_amf.bundle import load_bundle
 from wsi_amf.cli.train import classify_cmd, evaluate_cmd, train_cmd
 from wsi_amf.ensemble import Ensemble
 from wsi_amf.errors import OptionError
-from wsi_amf.training import load_dataset, train, trainer
+from wsi_amf.datasets import load_dataset
 from wsi_amf.stats import best_balanced_accuracy_threshold
+from wsi_amf.training import RecipeChanges, train, trainer
 
-TINY = {"arch": "resnet10t", "img_size": 32, "epochs": 1, "folds": 2, "batch_size": 8, "device": "cpu", "quiet": True}
+CHANGES = RecipeChanges(arch="resnet10t", img_size=32, epochs=1, folds=2, batch_size=8)
+TINY = {"changes": CHANGES, "device": "cpu", "quiet": True}
+
+
+def tiny(**changes: Any) -> dict[str, Any]:
+    """``TINY`` with more recipe changes."""
+    return {**TINY, "changes": replace(CHANGES, **changes)}
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -125,10 +133,11 @@ def test_convnextv2_bundle_loads_and_predicts(cli_bundle: tuple[Path, Any]) -> N
     assert (q["rates"]["tp"], q["rates"]["fn"]) == (int((called & (y == 1)).sum()), int((~called & (y == 1)).sum()))
     assert (q["rates"]["fp"], q["rates"]["tn"]) == (int((called & (y == 0)).sum()), int((~called & (y == 0)).sum()))
     assert q["calibration"]["method"] in {"platt", "temperature", "isotonic"} and "stain" in q
-    # Groups never straddle folds.
+    # Groups never straddle folds, and bundle.json records the fold of each.
     fold_of = {}
     for r in rows:
         assert fold_of.setdefault(r["group"], r["fold"]) == r["fold"]
+    assert cfg.fold_groups == {g: int(k) - 1 for g, k in fold_of.items()} and cfg.fold_group_by == "group"
 
 
 class Interrupted(Exception):
@@ -155,7 +164,7 @@ def test_resume_after_an_interrupted_fold(data_csv: Path, tmp_path: Path, monkey
     assert not (out / ".folds" / "all" / "fold-2.json").exists()
 
     with pytest.raises(OptionError, match=r"another configuration \(recipe.epochs 1 -> 2\)"):
-        train(data_csv, out, **{**TINY, "epochs": 2})
+        train(data_csv, out, **tiny(epochs=2))
 
     calls.clear()
     fail_on = 0
@@ -172,7 +181,7 @@ def test_resume_after_an_interrupted_fold(data_csv: Path, tmp_path: Path, monkey
 
 def test_efficientvit_recipe_leave_one_domain_out(data_csv: Path, tmp_path: Path) -> None:
     out = tmp_path / "b"
-    result = train(data_csv, out, recipe="efficientvit", cv="loco", domain_column="domain", **{**TINY, "arch": "efficientvit_b0"})
+    result = train(data_csv, out, recipe="efficientvit", cv="loco", domain_column="domain", **tiny(arch="efficientvit_b0"))
     hp = result.bundle.config.provenance["hyperparameters"]
     assert (hp["loss"], hp["sampler"], hp["optimizer"]) == ("focal", "balanced", "adamw")
     assert "stain" in hp["augment"]
@@ -203,7 +212,7 @@ def test_weights_from_a_local_file(data_csv: Path, tmp_path: Path) -> None:
     source = timm.create_model("resnet10t", pretrained=False, num_classes=1)
     weights = tmp_path / "resnet10t.safetensors"
     save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(weights))
-    result = train(data_csv, tmp_path / "b", **{**TINY, "folds": 2, "lr": 1e-12}, pretrained_file=str(weights))
+    result = train(data_csv, tmp_path / "b", **tiny(folds=2, lr=1e-12, pretrained_file=str(weights)))
     assert result.bundle.config.provenance["weights"] == f"file:{weights.resolve()}"
     member = load_file(str(tmp_path / "b" / "member-0.safetensors"))
     # An lr of 1e-12 leaves the loaded convolution weights where the file put them.
@@ -212,15 +221,15 @@ def test_weights_from_a_local_file(data_csv: Path, tmp_path: Path) -> None:
 
 def test_option_errors(data_csv: Path, tmp_path: Path) -> None:
     with pytest.raises(OptionError, match="--arch 'no_such_net'"):
-        train(data_csv, tmp_path / "a", **{**TINY, "arch": "no_such_net"})
+        train(data_csv, tmp_path / "a", **tiny(arch="no_such_net"))
     with pytest.raises(OptionError, match="--cv 'bogus'"):
         train(data_csv, tmp_path / "b", cv="bogus", **TINY)
     with pytest.raises(OptionError, match="--domain-column Tumor"):
         train(data_csv, tmp_path / "c", cv="loco", domain_column="Tumor", **TINY)
     with pytest.raises(OptionError, match="--pretrained-file .*no such file"):
-        train(data_csv, tmp_path / "d", pretrained_file=str(tmp_path / "missing.pth"), **TINY)
+        train(data_csv, tmp_path / "d", **tiny(pretrained_file=str(tmp_path / "missing.pth")))
     with pytest.raises(OptionError, match="unknown training option 'colour'"):
-        train(data_csv, tmp_path / "e", colour="red", **TINY)
+        RecipeChanges.from_mapping({"colour": "red", "epochs": 1})
     result = CliRunner().invoke(train_cmd, [str(data_csv), "--out", str(tmp_path / "f"), "--epochs", "0"])
     assert result.exit_code == 2 and "--epochs" in result.output
     result = CliRunner().invoke(train_cmd, [str(data_csv), "--out", str(tmp_path / "g"), "--augment", "blur"])

@@ -66,13 +66,17 @@ class BundleConfig:
     # has several members (absent: member k is fold k's). Both are left out of bundle.json when empty.
     member_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     member_folds: Mapping[str, int] = field(default_factory=dict)
+    # The cross-validation: the 0-based fold of every training group (source slide) and what the groups are
+    # (``PatchDataset.group_by``), from which the out-of-fold predictions are rebuilt. Left out when empty.
+    fold_groups: Mapping[str, int] = field(default_factory=dict)
+    fold_group_by: str = ""
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("members", "mean", "std", "class_names"):
             data[key] = list(data[key])
-        for key in ("member_overrides", "member_folds"):
+        for key in ("member_overrides", "member_folds", "fold_groups", "fold_group_by"):
             if not data[key]:
                 del data[key]
         return data
@@ -85,7 +89,7 @@ class BundleConfig:
             if key in given:
                 given[key] = _triple(given[key])
         return replace(self, members=(name,), member_sha256={name: self.member_sha256[name]} if name in self.member_sha256 else {},
-                       member_overrides={}, member_folds={}, **given)
+                       member_overrides={}, member_folds={}, fold_groups={}, fold_group_by="", **given)
 
     def fold_of(self, k: int) -> int:
         """The 0-based fold whose validation figures member ``k`` never saw."""
@@ -125,6 +129,8 @@ class BundleConfig:
                 member_overrides={str(k): _object(_object(data, "member_overrides"), k)
                                   for k in _object(data, "member_overrides")},
                 member_folds={str(k): int(v) for k, v in _object(data, "member_folds").items()},
+                fold_groups=_fold_numbers(_object(data, "fold_groups")),
+                fold_group_by=_text(data, "fold_group_by"),
             )
         except KeyError as exc:
             raise BundleError(f"model bundle {source}: {BUNDLE_FILE} lacks the key {exc.args[0]!r}") from None
@@ -162,8 +168,23 @@ class BundleConfig:
                 problems.append(f"member_overrides[{name!r}]: " + (f"unknown keys {unknown}" if unknown else "not a member"))
         if any(name not in self.members or fold < 0 for name, fold in self.member_folds.items()):
             problems.append("member_folds must give members 0-based fold numbers")
+        problems += self._fold_problems()
         if problems:
             raise BundleError(f"model bundle {source}: " + "; ".join(problems))
+
+
+    def _fold_problems(self) -> list[str]:
+        """What is wrong with the recorded folds: every member's fold needs groups, every group a member."""
+        if not self.fold_groups:
+            return ["fold_group_by names no fold_groups"] if self.fold_group_by else []
+        problems = [] if self.fold_group_by else ["fold_groups without fold_group_by (what the groups are)"]
+        recorded = set(self.fold_groups.values())
+        members = {self.fold_of(k) for k in range(len(self.members))}
+        if min(recorded) < 0:
+            problems.append("fold_groups must give groups 0-based fold numbers")
+        elif recorded != members:
+            problems.append(f"fold_groups gives folds {sorted(recorded)}, the members are of folds {sorted(members)}")
+        return problems
 
 
 def _hash_problems(members: tuple[str, ...], recorded: Mapping[str, Any]) -> list[str]:
@@ -332,6 +353,21 @@ def build_member(bundle: ModelBundle, index: int):  # -> torch.nn.Module
         ) from None
     model.eval()
     return model
+
+
+def _fold_numbers(values: Mapping[str, Any]) -> dict[str, int]:
+    """Group -> fold, each fold a JSON integer (TypeError otherwise)."""
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in values.values()):
+        raise TypeError("'fold_groups' must give every group an integer fold")
+    return {str(k): int(v) for k, v in values.items()}
+
+
+def _text(data: Mapping[str, Any], key: str) -> str:
+    """``data[key]`` when it is a JSON string (absent: empty); TypeError otherwise."""
+    value = data.get(key, "")
+    if not isinstance(value, str):
+        raise TypeError(f"{key!r} must be a string, not {type(value).__name__}")
+    return value
 
 
 def _object(data: Mapping[str, Any], key: str) -> dict[str, Any]:

@@ -4,6 +4,9 @@ Conventions: label 1 = atypical (positive), 0 = normal; a patch is called atypic
 ``p >= threshold``. Thresholds chosen here always lie half-way between two observed probabilities, so
 ``>=`` and ``>`` give the same calls on the data they were chosen on. A metric that is undefined on the
 given data (sensitivity without positives, ROC AUC with one class) is ``None``.
+
+The counts, ROC AUC and ROC curve are scikit-learn's, Otsu's threshold scikit-image's (on the histogram of
+the distinct values, so exact); both are imported when first needed.
 """
 
 from __future__ import annotations
@@ -34,25 +37,29 @@ def _ratio(num: int, den: int) -> float | None:
 
 def confusion(y_true: Sequence[int] | np.ndarray, pred: Sequence[int] | np.ndarray) -> dict[str, int]:
     """Counts ``tp``, ``fp``, ``tn``, ``fn`` of 0/1 predictions."""
-    y = np.asarray(y_true).astype(bool)
-    yhat = np.asarray(pred).astype(bool)
-    return {
-        "tp": int(np.sum(y & yhat)),
-        "fp": int(np.sum(~y & yhat)),
-        "tn": int(np.sum(~y & ~yhat)),
-        "fn": int(np.sum(y & ~yhat)),
-    }
+    from sklearn.metrics import confusion_matrix
+
+    y = np.asarray(y_true).astype(bool).reshape(-1)
+    yhat = np.asarray(pred).astype(bool).reshape(-1)
+    if y.size == 0:
+        return {"tp": 0, "fp": 0, "tn": 0, "fn": 0}
+    tn, fp, fn, tp = confusion_matrix(y, yhat, labels=[False, True]).ravel()
+    return {"tp": int(tp), "fp": int(fp), "tn": int(tn), "fn": int(fn)}
+
+
+def _one_class(y: np.ndarray) -> bool:
+    n_pos = int(y.sum())
+    return n_pos == 0 or n_pos == y.size
 
 
 def roc_auc(y_true: Sequence[int] | np.ndarray, p: Sequence[float] | np.ndarray) -> float | None:
-    """Area under the ROC curve by the Mann-Whitney rank statistic (tied scores count one half)."""
+    """Area under the ROC curve (tied scores count one half); None with one class."""
+    from sklearn.metrics import roc_auc_score
+
     y, q = _arrays(y_true, p)
-    n_pos = int(y.sum())
-    n_neg = y.size - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if _one_class(y):
         return None
-    ranks = midranks(q)
-    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return float(roc_auc_score(y, q))
 
 
 def midranks(values: np.ndarray) -> np.ndarray:
@@ -70,17 +77,13 @@ def midranks(values: np.ndarray) -> np.ndarray:
 
 def roc_curve(y_true: Sequence[int] | np.ndarray, p: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """False- and true-positive rates at every distinct threshold, from (0, 0) to (1, 1)."""
+    from sklearn.metrics import roc_curve as sk_roc_curve
+
     y, q = _arrays(y_true, p)
-    n_pos = int(y.sum())
-    n_neg = y.size - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if _one_class(y):
         return np.array([0.0, 1.0]), np.array([0.0, 1.0])
-    order = np.argsort(-q, kind="mergesort")
-    ys, qs = y[order], q[order]
-    last_of_run = np.r_[qs[1:] != qs[:-1], True]
-    tp = np.cumsum(ys)[last_of_run]
-    fp = np.cumsum(1 - ys)[last_of_run]
-    return np.r_[0.0, fp / n_neg], np.r_[0.0, tp / n_pos]
+    fpr, tpr, _ = sk_roc_curve(y, q, drop_intermediate=False)
+    return fpr.astype(np.float64), tpr.astype(np.float64)
 
 
 def binary_metrics(y_true: Sequence[int] | np.ndarray, p: Sequence[float] | np.ndarray, threshold: float) -> dict[str, Any]:
@@ -136,24 +139,17 @@ def best_balanced_accuracy_threshold(y_true: Sequence[int] | np.ndarray, p: Sequ
 def otsu_threshold(p: Sequence[float] | np.ndarray) -> float:
     """Otsu's threshold of the probabilities: the split maximising the between-class variance.
 
-    Computed exactly on the sorted values (no histogram); the threshold is the mid-point between the
+    Computed on the histogram of the distinct values (exact); the threshold is the mid-point between the
     two values either side of the best split. 0.5 when all values are equal.
     """
-    q = np.sort(np.asarray(p, dtype=np.float64).reshape(-1))
-    n = q.size
-    if n < 2 or q[0] == q[-1]:
+    from skimage.filters import threshold_otsu
+
+    values, counts = np.unique(np.asarray(p, dtype=np.float64).reshape(-1), return_counts=True)
+    if values.size < 2:
         return 0.5
-    csum = np.cumsum(q)
-    k = np.arange(1, n)  # split after k values: class 0 = q[:k]
-    valid = q[k] != q[k - 1]  # only split between distinct values
-    w0 = k / n
-    w1 = 1.0 - w0
-    m0 = csum[k - 1] / k
-    m1 = (csum[-1] - csum[k - 1]) / (n - k)
-    between = w0 * w1 * (m0 - m1) ** 2
-    between[~valid] = -np.inf
-    i = int(np.argmax(between))
-    return _midpoint(q[k[i] - 1], q[k[i]])
+    last_low = threshold_otsu(hist=(counts, values))  # the class below the split is ``<= last_low``
+    k = int(np.searchsorted(values, last_low))
+    return _midpoint(values[k], values[k + 1])
 
 
 def _midpoint(lo: float, hi: float) -> float:

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from .options import handle_errors, is_quiet, patch_inference_options, set_threads
+from .train import inference_options
 
 
 @click.command("classify-stack")
@@ -19,10 +20,10 @@ from .options import handle_errors, is_quiet, patch_inference_options, set_threa
 @handle_errors
 def classify_stack_cmd(ctx: click.Context, stack: Path, out: Path, model: str | None, **opts: Any) -> None:
     """Classify every page of STACK, a multi-page TIFF of 128x128 RGB patches (MIDOG 2025 track 2 input)."""
-    from ..training.track2 import classify_stack
+    from ..inference.track2 import classify_stack
 
     set_threads(opts.pop("threads"))
     quiet = is_quiet(ctx)
-    result = classify_stack(stack, out, model=model, quiet=quiet, **opts)
+    result = classify_stack(stack, out, inference_options(model, opts), quiet=quiet, **opts)
     if not quiet:
         click.echo(f"{result.n} patches: {result.n_atypical} atypical at threshold {result.threshold:.3f}; wrote {result.out}")

@@ -1,12 +1,15 @@
-"""``wsi-amf train``, ``evaluate`` and ``classify``: thin click layers over ``wsi_amf.training``."""
+"""``wsi-amf train``, ``evaluate``, ``classify``, ``calibrate`` and ``combine``: thin click layers over
+``wsi_amf.training`` and ``wsi_amf.inference``."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import click
 
+from ..choices import CV_SCHEMES, DATASET_FORMATS, LOSSES, OPTIMIZERS, RECIPE_NAMES, SAMPLERS
 from .options import (
     device_option,
     handle_errors,
@@ -16,13 +19,13 @@ from .options import (
     threads_option,
 )
 
+if TYPE_CHECKING:
+    from ..inference.options import InferenceOptions
+    from ..training.recipes import RecipeChanges
+
 F = TypeVar("F", bound=Callable[..., Any])
-FORMATS = ("midog25", "amibr", "folder", "csv")  # mirrors training.datasets.FORMATS (not imported: --help stays fast)
-RECIPES = ("convnextv2", "efficientvit")
-# CLI option -> Recipe field, for the hyper-parameter overrides of ``train``.
-HYPERPARAMETERS = ("arch", "epochs", "lr", "weight_decay", "img_size", "crop", "batch_size", "folds", "loss", "sampler",
-                   "optimizer", "seed", "mpp", "pretrained", "pretrained_file", "augment", "focal_gamma", "focal_alpha",
-                   "stain_alpha", "stain_beta", "grad_clip", "amp")
+#: What ``patch_inference_options`` gives a command besides --model and --threads.
+INFERENCE_KEYS = ("device", "engine", "batch_size", "tta", "threshold")
 
 
 def _operations(value: str | None) -> tuple[str, ...] | None:
@@ -36,9 +39,23 @@ def _fmt(value: Any) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def inference_options(model: str | None, opts: dict[str, Any]) -> InferenceOptions:
+    """The ``patch_inference_options`` of a command as one ``InferenceOptions`` (their values taken out of ``opts``)."""
+    from ..inference.options import InferenceOptions
+
+    return InferenceOptions(model=model, **{key: opts.pop(key) for key in INFERENCE_KEYS})
+
+
+def recipe_changes(opts: dict[str, Any]) -> RecipeChanges:
+    """The hyper-parameter options of ``train`` (every ``RecipeChanges`` field it has) taken out of ``opts``."""
+    from ..training.recipes import RecipeChanges
+
+    return RecipeChanges(**{f.name: opts.pop(f.name) for f in fields(RecipeChanges) if f.name in opts})
+
+
 def dataset_options(f: F) -> F:
     for decorator in reversed((
-        click.option("--format", "data_format", type=click.Choice(FORMATS), default=None,
+        click.option("--format", "data_format", type=click.Choice(DATASET_FORMATS), default=None,
                      help="Dataset format. Default: detected from DATA."),
         click.option("--images", type=click.Path(path_type=Path), default=None,
                      help="MIDOG 2025: folder of the patch images (default: beside the table or one level below)."),
@@ -55,9 +72,9 @@ def dataset_options(f: F) -> F:
 @click.command("train")
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle directory to write (created).")
-@click.option("--recipe", type=click.Choice(RECIPES), default="convnextv2", show_default=True, help="Training recipe.")
+@click.option("--recipe", type=click.Choice(RECIPE_NAMES), default="convnextv2", show_default=True, help="Training recipe.")
 @dataset_options
-@click.option("--cv", type=click.Choice(["kfold", "loco"]), default="kfold", show_default=True,
+@click.option("--cv", type=click.Choice(CV_SCHEMES), default="kfold", show_default=True,
               help="kfold: stratified grouped k-fold; loco: also leave-one-domain-out over --domain-column.")
 @click.option("--arch", default=None, help="Any timm architecture (default: the recipe's).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs per fold.")
@@ -68,9 +85,9 @@ def dataset_options(f: F) -> F:
               help="Centre-crop fraction of the patch, resized to --img-size.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Training batch size.")
 @click.option("--folds", type=click.IntRange(min=2), default=None, help="Cross-validation folds (= ensemble members).")
-@click.option("--loss", type=click.Choice(["bce", "focal"]), default=None, help="Loss function.")
-@click.option("--sampler", type=click.Choice(["none", "balanced"]), default=None, help="Batch sampling.")
-@click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default=None, help="Optimiser.")
+@click.option("--loss", type=click.Choice(LOSSES), default=None, help="Loss function.")
+@click.option("--sampler", type=click.Choice(SAMPLERS), default=None, help="Batch sampling.")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None, help="Optimiser.")
 @click.option("--augment", default=None, callback=lambda ctx, param, value: _operations(value),
               help="Comma-separated augmentations: transpose, hflip, vflip, shift_scale_rotate, stain; or 'none'.")
 @click.option("--focal-gamma", type=float, default=None, help="Focal loss gamma.")
@@ -100,10 +117,8 @@ def train_cmd(ctx: click.Context, data: Path, out: Path, recipe: str, **opts: An
     from ..training import train
 
     set_threads(opts.pop("threads"))
-    overrides = {k: opts.pop(k) for k in HYPERPARAMETERS}
-    result = train(
-        data, out, recipe=recipe, format=opts.pop("data_format"), quiet=is_quiet(ctx), **opts, **overrides,
-    )
+    changes = recipe_changes(opts)
+    result = train(data, out, recipe=recipe, changes=changes, format=opts.pop("data_format"), quiet=is_quiet(ctx), **opts)
     if is_quiet(ctx):
         return
     m = result.metrics
@@ -133,10 +148,10 @@ def train_cmd(ctx: click.Context, data: Path, out: Path, recipe: str, **opts: An
 @handle_errors
 def evaluate_cmd(ctx: click.Context, data: Path, out: Path, model: str | None, data_format: str | None, **opts: Any) -> None:
     """Evaluate a model bundle on the labelled dataset DATA: metrics.json, predictions.csv, roc.png."""
-    from ..training import evaluate
+    from ..inference import evaluate
 
     set_threads(opts.pop("threads"))
-    result = evaluate(data, out, model=model, format=data_format, quiet=is_quiet(ctx), **opts)
+    result = evaluate(data, out, inference_options(model, opts), format=data_format, quiet=is_quiet(ctx), **opts)
     if is_quiet(ctx):
         return
     m = result.metrics
@@ -160,10 +175,10 @@ def evaluate_cmd(ctx: click.Context, data: Path, out: Path, model: str | None, d
 @handle_errors
 def classify_cmd(ctx: click.Context, paths: tuple[Path, ...], out: Path, model: str | None, **opts: Any) -> None:
     """Classify patch images (files, folders searched recursively, multi-page TIFF stacks) as normal or atypical."""
-    from ..training import classify
+    from ..inference import classify
 
     set_threads(opts.pop("threads"))
-    result = classify(list(paths), out, model=model, quiet=is_quiet(ctx), **opts)
+    result = classify(list(paths), out, inference_options(model, opts), quiet=is_quiet(ctx), **opts)
     if not is_quiet(ctx):
         click.echo(f"{result.n} patches: {result.n_atypical} atypical at threshold {result.threshold:.3f}; wrote {result.out}")
 

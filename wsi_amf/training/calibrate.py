@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from ..bundle import BUNDLE_FILE, ModelBundle, load_bundle
+from ..datasets import PatchDataset, load_dataset
 from ..files import atomic_write_text
 from ..quantify import bundle_block, fit_reference
 from ..stain import StainRange, patch_stats
-from .datasets import PatchDataset, load_dataset
 from .oof import recorded_oof
 
 log = logging.getLogger(__name__)

@@ -1,11 +1,12 @@
 """A bundle's out-of-fold predictions rebuilt from its recorded folds.
 
 A bundle written by ``train`` is a k-fold ensemble: member k is fold k's model (a mixed ensemble records
-each member's fold: ``BundleConfig.member_folds``; a figure's score is then the mean of its fold's members). Given the dataset it was
-trained on (checked by fingerprint), the grouped folds are rebuilt from the recorded split seed and each
-member scores only the figures of its own validation fold, which it never saw: the same out-of-fold
-predictions ``train`` computed. This is how a bundle trained before the ratio estimators existed (the
-built-in one among them) gets its calibration and rates without retraining (``wsi-amf calibrate``).
+each member's fold: ``BundleConfig.member_folds``; a figure's score is then the mean of its fold's members),
+and ``bundle.json`` records the fold of every training group (``BundleConfig.fold_groups``). Given the
+dataset it was trained on (checked by fingerprint), each member scores only the figures of its own
+validation fold, which it never saw: the same out-of-fold predictions ``train`` computed. This is how a bundle
+gets its calibration and rates without retraining (``wsi-amf calibrate``) and how ``combine`` scores a mixed
+ensemble.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..bundle import ModelBundle
-from ..errors import DatasetError
-from .datasets import PatchDataset
-from .splits import stratified_group_folds
+from ..datasets import PatchDataset
+from ..errors import BundleError, DatasetError
+from .splits import Fold, folds_from_groups
 
 
 @dataclass(frozen=True)
@@ -32,27 +33,33 @@ class OutOfFold:
     domains: dict[str, np.ndarray]
 
 
-def recorded_oof(bundle: ModelBundle, data: PatchDataset, *, device: str = "cpu", engine: str = "auto",
-                 batch_size: int = 256) -> OutOfFold:
-    """Score each figure of ``data`` with the member of the fold that held it out."""
-    from ..ensemble import Ensemble
-
+def recorded_folds(bundle: ModelBundle, data: PatchDataset) -> list[Fold]:
+    """The folds ``bundle`` was cross-validated on, over ``data`` (its training data, checked by fingerprint)."""
     cfg = bundle.config
-    prov = cfg.provenance
-    recorded = (prov.get("data") or {}).get("fingerprint")
+    recorded = (cfg.provenance.get("data") or {}).get("fingerprint")
     if recorded != data.fingerprint():
         raise DatasetError(
             f"dataset {data.source}: its fingerprint {data.fingerprint()} is not the one model bundle {bundle.path} "
             f"was trained on ({recorded}); out-of-fold predictions need the training data"
         )
-    seed = (prov.get("seeds") or {}).get("split")
-    if seed is None:
-        raise DatasetError(f"model bundle {bundle.path}: bundle.json records no split seed (provenance.seeds.split)")
+    if not cfg.fold_groups:
+        raise BundleError(
+            f"model bundle {bundle.path}: bundle.json records no folds (fold_groups); out-of-fold predictions "
+            "need the fold of every training group"
+        )
+    return folds_from_groups(data.groups, cfg.fold_groups, source=f"dataset {data.source}")
+
+
+def recorded_oof(bundle: ModelBundle, data: PatchDataset, *, device: str = "cpu", engine: str = "auto",
+                 batch_size: int = 256) -> OutOfFold:
+    """Score each figure of ``data`` with the member(s) of the fold that held it out."""
+    from ..ensemble import Ensemble
+
+    cfg = bundle.config
     member_fold = [cfg.fold_of(k) for k in range(len(cfg.members))]
-    folds = stratified_group_folds(data.labels, data.groups, max(member_fold) + 1, seed=int(seed))
     p = np.full(len(data), np.nan)
     fold_of = np.zeros(len(data), dtype=np.int64)
-    for fold in folds:  # a fold's members (one, or one per architecture of a mixed ensemble) averaged
+    for fold in recorded_folds(bundle, data):  # a fold's members (one, or one per architecture) averaged
         members = tuple(name for name, f in zip(cfg.members, member_fold) if f == fold.index)
         ens = Ensemble(dataclasses.replace(bundle, config=dataclasses.replace(cfg, members=members)), device=device,
                        engine=engine)

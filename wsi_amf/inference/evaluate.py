@@ -10,19 +10,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
-from ..bundle import ModelBundle, load_bundle
-from ..ensemble import open_ensemble
+from ..bundle import ModelBundle
+from ..datasets import PatchDataset, load_dataset, training_overlap
 from ..quantify import Reference, ScoreHistogram, estimate, estimate_all, load_reference
 from ..report.evaluation import evaluation_report
-from .datasets import PatchDataset, load_dataset, training_overlap
+from .options import InferenceOptions
+from .predict import predict_patches
 from .reports import metrics_report, roc_png, write_json, write_predictions
-
-if TYPE_CHECKING:
-    from ..ensemble import Ensemble
 
 log = logging.getLogger(__name__)
 
@@ -57,64 +55,55 @@ class EvalResult:
     files: Mapping[str, Path]
 
 
-def predict_patches(ensemble: Ensemble, patches: np.ndarray, *, batch_size: int = 64, quiet: bool = True, desc: str = "classifying") -> np.ndarray:
-    """P(atypical) of ``uint8 [N, S, S, 3]`` patches, in batches, with a progress bar."""
-    from tqdm.auto import tqdm
-
-    out = np.empty(len(patches), dtype=np.float64)
-    with tqdm(total=len(patches), desc=desc, unit="patch", disable=quiet, leave=False) as bar:
-        for start in range(0, len(patches), batch_size):
-            chunk = patches[start : start + batch_size]
-            out[start : start + len(chunk)] = ensemble.predict(chunk)
-            bar.update(len(chunk))
-    return out
-
-
 def evaluate(
     data: str | Path | PatchDataset,
     out: str | Path,
+    options: InferenceOptions | None = None,
     *,
-    model: str | Path | ModelBundle | None = None,
     format: str | None = None,
     group_column: str | None = None,
     domain_column: str | None = None,
     images: str | Path | None = None,
-    threshold: float | None = None,
-    device: str = "auto",
-    engine: str = "auto",
-    tta: bool = False,
-    batch_size: int = 64,
     workers: int = 4,
     quiet: bool = False,
 ) -> EvalResult:
-    """Evaluate ``model`` (default: the built-in bundle) on the labelled dataset ``data``."""
-    bundle = model if isinstance(model, ModelBundle) else load_bundle(model)
-    cfg = bundle.config
+    """Evaluate ``options.model`` (default: the built-in bundle) on the labelled dataset ``data``."""
+    opts = options or InferenceOptions()
+    bundle = opts.load_bundle()
     ds = data if isinstance(data, PatchDataset) else load_dataset(
         data, format=format, group_column=group_column, domain_column=domain_column, images=images,
-        patch_size=cfg.patch_size, workers=workers, quiet=quiet,
+        patch_size=bundle.config.patch_size, workers=workers, quiet=quiet,
     )
-    ensemble = open_ensemble(bundle, device=device, engine=engine, tta=tta)
-    p = predict_patches(ensemble, ds.images, batch_size=batch_size, quiet=quiet)
-    t = cfg.threshold if threshold is None else float(threshold)
-    report = metrics_report(ds.labels, p, t, domains=ds.domains)
-    reference = load_reference(cfg.quantification, source=str(bundle.path))
-    overlap = training_overlap(cfg.provenance, ds)
+    ensemble = opts.open(bundle)
+    p = predict_patches(ensemble, ds.images, batch_size=opts.batch_size, quiet=quiet)
+    t = opts.threshold_for(bundle)
+    metrics = {
+        **metrics_report(ds.labels, p, t, domains=ds.domains),
+        "training_overlap": _overlap(bundle, ds),
+        "ratio": ratio_report(ds.labels, p, t, load_reference(bundle.config.quantification, source=str(bundle.path)),
+                              domains=ds.domains),
+        "threshold_source": "bundle" if opts.threshold is None else "--threshold",
+        "model": ensemble.bundle.describe(),
+        "engine": {"device": ensemble.info.device, "engine": ensemble.info.engine, "tta": opts.tta},
+        "data": {k: v for k, v in ds.describe().items() if k not in ("fingerprint", "patch_digests")},
+    }
+    files = _write_outputs(Path(out), metrics, ds, p, t, bundle)
+    return EvalResult(metrics=metrics, p_atypical=p, threshold=t, files=files)
+
+
+def _overlap(bundle: ModelBundle, ds: PatchDataset) -> dict[str, Any]:
+    """How many patches of ``ds`` the bundle was trained on, with a warning when any."""
+    overlap = training_overlap(bundle.config.provenance, ds)
     in_sample = None
     if overlap:
         in_sample = (f"{overlap} of the {len(ds)} patches of {ds.source} are patches model {bundle.name} was trained on: "
                      "these figures are in-sample and the metrics overstate how it does on new data")
         log.warning("%s", in_sample)
-    metrics = {
-        **report,
-        "training_overlap": {"n_in_training": overlap, "n": len(ds), "warning": in_sample},
-        "ratio": ratio_report(ds.labels, p, t, reference, domains=ds.domains),
-        "threshold_source": "bundle" if threshold is None else "--threshold",
-        "model": ensemble.bundle.describe(),
-        "engine": {"device": ensemble.info.device, "engine": ensemble.info.engine, "tta": tta},
-        "data": {k: v for k, v in ds.describe().items() if k not in ("fingerprint", "patch_digests")},
-    }
-    root = Path(out)
+    return {"n_in_training": overlap, "n": len(ds), "warning": in_sample}
+
+
+def _write_outputs(root: Path, metrics: Mapping[str, Any], ds: PatchDataset, p: np.ndarray, t: float,
+                   bundle: ModelBundle) -> dict[str, Path]:
     files = {"metrics": root / "metrics.json", "predictions": root / "predictions.csv", "roc": root / "roc.png",
              "report": root / "report.html"}
     write_json(files["metrics"], metrics)
@@ -122,7 +111,7 @@ def evaluate(
         files["predictions"], paths=ds.paths, p=p, threshold=t, labels=ds.labels,
         columns={"group": ds.groups.tolist(), **{k: v.tolist() for k, v in ds.domains.items()}},
     )
-    roc_png(files["roc"], ds.labels, p, title=f"{ensemble.bundle.name} on {Path(ds.source).name}")
-    evaluation_report(files["report"], metrics, ds.labels, p, title=f"wsi-amf evaluation: {ensemble.bundle.name} on "
-                      f"{Path(ds.source).name}", bundle_metrics=cfg.metrics)
-    return EvalResult(metrics=metrics, p_atypical=p, threshold=t, files=files)
+    roc_png(files["roc"], ds.labels, p, title=f"{bundle.name} on {Path(ds.source).name}")
+    evaluation_report(files["report"], metrics, ds.labels, p, title=f"wsi-amf evaluation: {bundle.name} on "
+                      f"{Path(ds.source).name}", bundle_metrics=bundle.config.metrics)
+    return files

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from wsi_amf.errors import DatasetError, OptionError
-from wsi_amf.training.datasets import detect_format, load_dataset, load_images
+from wsi_amf.datasets import detect_format, load_dataset, load_images
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MIDOG_HEADER = ["image_id", "filename", "coordinateX", "coordinateY", "Tumor", "Scanner", "Origin", "Species",
@@ -47,7 +47,7 @@ def test_midog25_table_and_image_folder(tmp_path: Path, caplog: pytest.LogCaptur
         png(tmp_path / "images" / f"{i}.png", 10 * i, size)
     assert detect_format(table) == ("midog25", table)
     assert detect_format(tmp_path) == ("midog25", table)
-    with caplog.at_level(logging.INFO, logger="wsi_amf.training.datasets"):
+    with caplog.at_level(logging.INFO, logger="wsi_amf.datasets"):
         ds = load_dataset(table)
     assert ds.format == "midog25" and len(ds) == 3
     assert ds.labels.tolist() == [0, 1, 1]

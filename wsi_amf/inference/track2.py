@@ -20,10 +20,10 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..bundle import ModelBundle
-from ..ensemble import open_ensemble
 from ..errors import DatasetError, OptionError, WsiAmfError, one_line
 from ..files import atomic_write_text
-from .evaluate import predict_patches
+from .options import InferenceOptions
+from .predict import predict_patches
 
 log = logging.getLogger(__name__)
 PATCH_SIZE = 128
@@ -121,28 +121,31 @@ def track2_json(confidence: np.ndarray, threshold: float) -> str:
     return json.dumps(calls, allow_nan=False) + "\n"
 
 
-def classify_stack(
-    stack: str | Path,
-    out: str | Path,
-    *,
-    model: str | Path | ModelBundle | None = None,
-    threshold: float | None = None,
-    device: str = "auto",
-    engine: str = "auto",
-    tta: bool = False,
-    batch_size: int = 64,
-    quiet: bool = False,
-) -> StackResult:
-    """Classify every page of a track 2 stack with ``model`` (default: the built-in bundle); write ``out``."""
-    from ..bundle import load_bundle
-    from ..screen import check_options
-
-    check_options(threshold=threshold)
+def classify_stack(stack: str | Path, out: str | Path, options: InferenceOptions | None = None, *,
+                   quiet: bool = False) -> StackResult:
+    """Classify every page of a track 2 stack with ``options.model`` (default: the built-in bundle); write ``out``."""
+    opts = options or InferenceOptions()
     out = Path(out)
     if out.is_dir():
         raise OptionError(f"--out {out}: is a directory, expected a JSON file name")
     n = count_pages(stack)
-    bundle = model if isinstance(model, ModelBundle) else load_bundle(model)
+    bundle = opts.load_bundle()
+    _check_bundle(bundle)
+    ensemble = opts.open(bundle)
+    t = opts.threshold_for(bundle)
+    parts = []
+    for start, pixels in zip(range(0, n, CHUNK), iter_stack(stack)):
+        desc = f"classifying pages {start + 1}-{start + len(pixels)} of {n}"
+        parts.append(predict_patches(ensemble, pixels, batch_size=opts.batch_size, quiet=quiet, desc=desc))
+    confidence = np.concatenate(parts)
+    if len(confidence) != n:  # the file changed between the two passes
+        raise DatasetError(f"stack {stack}: {len(confidence)} pages decoded, {n} counted")
+    atomic_write_text(out, track2_json(confidence, t))
+    return StackResult(out=out, n=n, n_atypical=int(np.sum(confidence >= t)), threshold=t, confidence=confidence)
+
+
+def _check_bundle(bundle: ModelBundle) -> None:
+    """OptionError unless the bundle reads 128 px patches; a warning when it was trained at another resolution."""
     cfg = bundle.config
     if cfg.patch_size != PATCH_SIZE:
         raise OptionError(
@@ -150,14 +153,3 @@ def classify_stack(
         )
     if abs(cfg.mpp - PATCH_MPP) > 0.1 * PATCH_MPP:
         log.warning("model %s was trained at %g um/px; track 2 patches are about %g um/px", bundle.name, cfg.mpp, PATCH_MPP)
-    ensemble = open_ensemble(bundle, device=device, engine=engine, tta=tta)
-    t = cfg.threshold if threshold is None else float(threshold)
-    parts = []
-    for start, pixels in zip(range(0, n, CHUNK), iter_stack(stack)):
-        desc = f"classifying pages {start + 1}-{start + len(pixels)} of {n}"
-        parts.append(predict_patches(ensemble, pixels, batch_size=batch_size, quiet=quiet, desc=desc))
-    confidence = np.concatenate(parts)
-    if len(confidence) != n:  # the file changed between the two passes
-        raise DatasetError(f"stack {stack}: {len(confidence)} pages decoded, {n} counted")
-    atomic_write_text(out, track2_json(confidence, t))
-    return StackResult(out=out, n=n, n_atypical=int(np.sum(confidence >= t)), threshold=t, confidence=confidence)

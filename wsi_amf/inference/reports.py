@@ -1,4 +1,5 @@
-"""Reports shared by ``train`` and ``evaluate``: metric summaries, prediction tables, the ROC curve PNG.
+"""Reports of ``evaluate``, and of ``train`` on its out-of-fold predictions: metric summaries, prediction
+tables, the ROC curve PNG.
 
 Every file is written atomically (``files.atomic_open``).
 """

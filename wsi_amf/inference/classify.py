@@ -12,12 +12,11 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..bundle import ModelBundle
-from ..ensemble import open_ensemble
+from ..datasets import IMAGE_SUFFIXES, load_images
 from ..errors import DatasetError
 from ..files import atomic_open
-from .datasets import IMAGE_SUFFIXES, load_images
-from .evaluate import predict_patches
+from .options import InferenceOptions
+from .predict import predict_patches
 
 CHUNK = 1024
 
@@ -78,32 +77,28 @@ def find_patches(inputs: Iterable[str | Path]) -> list[PatchRef]:
 def classify(
     paths: Sequence[str | Path],
     out_csv: str | Path,
+    options: InferenceOptions | None = None,
     *,
-    model: str | Path | ModelBundle | None = None,
-    threshold: float | None = None,
-    device: str = "auto",
-    engine: str = "auto",
-    tta: bool = False,
-    batch_size: int = 64,
     workers: int = 4,
     quiet: bool = False,
 ) -> ClassifyResult:
-    """Classify patch images with ``model`` (default: the built-in bundle); write ``out_csv``."""
+    """Classify patch images with ``options.model`` (default: the built-in bundle); write ``out_csv``."""
     import csv
 
+    opts = options or InferenceOptions()
     refs = find_patches(paths)
-    ensemble = open_ensemble(model, device=device, engine=engine, tta=tta)
-    cfg = ensemble.bundle.config
-    t = cfg.threshold if threshold is None else float(threshold)
+    ensemble = opts.open()
+    size = ensemble.bundle.config.patch_size
+    t = opts.threshold_for(ensemble.bundle)
     n_atypical = 0
     with atomic_open(out_csv, "w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["path", "p_atypical", "label"])
         for start in range(0, len(refs), CHUNK):
             chunk = refs[start : start + CHUNK]
-            pixels = load_images([r.path for r in chunk], pages=[r.page for r in chunk], size=cfg.patch_size, workers=workers)
+            pixels = load_images([r.path for r in chunk], pages=[r.page for r in chunk], size=size, workers=workers)
             desc = f"classifying {start + 1}-{start + len(chunk)} of {len(refs)}"
-            p = predict_patches(ensemble, pixels, batch_size=batch_size, quiet=quiet, desc=desc)
+            p = predict_patches(ensemble, pixels, batch_size=opts.batch_size, quiet=quiet, desc=desc)
             called = p >= t
             n_atypical += int(np.sum(called))
             for ref, prob, hit in zip(chunk, p, called):
