@@ -21,11 +21,11 @@ from wsi_amf import screen, screen_batch
 from wsi_amf.batch import find_slides, folder_jobs, manifest_jobs
 from wsi_amf.batch.cohort import CSV_COLUMNS, ROW_KEYS
 from wsi_amf.batch.executors import actor_plan
-from wsi_amf.batch.jobs import ManifestError, unique_stems
+from wsi_amf.batch.jobs import unique_stems
 from wsi_amf.batch.worker import SlideWorker
 from wsi_amf.cli import main
 from wsi_amf.ensemble import Ensemble
-from wsi_amf.errors import OptionError
+from wsi_amf.errors import ManifestError, OptionError
 from wsi_amf.stats import wilson_interval
 from wsi_amf.screen import fill_cache
 from wsi_amf.synthetic import write_slide_with_points

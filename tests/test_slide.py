@@ -119,6 +119,21 @@ def test_plain_image_fallback(tmp_path, scene):
         assert sl.mpp == pytest.approx(0.5)
 
 
+def test_plain_images_have_a_bound_of_their_own_and_pillows_stays_as_it_was(tmp_path, monkeypatch):
+    import wsi_amf.slide
+
+    png = tmp_path / "plain.png"
+    Image.fromarray(np.full((300, 200, 3), 200, dtype=np.uint8)).save(png)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow alone would refuse this image as a bomb
+    with Slide(png, mpp=0.5) as sl:
+        assert sl.dimensions == (200, 300)
+    assert Image.MAX_IMAGE_PIXELS == 100
+    monkeypatch.setattr(wsi_amf.slide, "PLAIN_IMAGE_MAX_PIXELS", 200 * 300 - 1)
+    with pytest.raises(SlideError, match="200 x 300 pixels, more than the 59,999"):
+        Slide(png, mpp=0.5)
+    assert Image.MAX_IMAGE_PIXELS == 100
+
+
 def test_transparent_pixels_are_composited_onto_white(tmp_path):
     rng = np.random.default_rng(3)
     rgb = rng.integers(0, 256, size=(200, 200, 3), dtype=np.uint8)

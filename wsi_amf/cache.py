@@ -36,6 +36,7 @@ from typing import Any, Iterator, TextIO
 
 import numpy as np
 
+from .choices import CACHE_MAX_GB
 from .errors import CacheError, one_line
 from .slide import SlideIdentity
 
@@ -308,7 +309,7 @@ class PatchCache:
 
 
 _ADVICE = "; pass --cache DIR elsewhere or --no-cache"
-DEFAULT_MAX_GB = 50.0
+DEFAULT_MAX_GB = CACHE_MAX_GB
 
 
 def checksums(patches: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The names an option may take, in one place: the library validates against them and the CLI offers them.
+"""The names an option may take (and the defaults the library and the CLI share), in one place: the library
+validates against them and the CLI offers them.
 
 This module imports nothing, so that ``wsi-amf --help`` can list every choice without loading a model library.
 """
@@ -13,6 +14,8 @@ POINTS_FORMATS: dict[str, str] = {
     "sliderunner": "a SlideRunner/EXACT database",
     "midogpp": "MIDOG++ JSON",
 }
+#: Default bound of the patch cache in GB (``--cache-max-gb``): least recently used slides are evicted beyond it.
+CACHE_MAX_GB = 50.0
 #: Extra output files of a screening (``--export``): name -> file name suffix after the slide's stem.
 EXPORT_SUFFIXES: dict[str, str] = {"gc-json": ".gc.json"}
 #: Where a cohort runs (``--executor``).

@@ -38,6 +38,10 @@ class OutputError(WsiAmfError):
     """An output file cannot be written (a full disk, no permission)."""
 
 
+class ManifestError(WsiAmfError):
+    """A batch manifest cannot be used."""
+
+
 class OptionError(WsiAmfError):
     """An option has a value that cannot be used (the CLI maps it to exit code 2)."""
 

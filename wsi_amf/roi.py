@@ -22,6 +22,7 @@ import numpy as np
 
 from .errors import RoiError, one_line
 from .files import geojson_features, json_snippet, json_type, json_xy, load_json, read_text
+from .polygons import Ring, Wording, polygon_rings
 
 log = logging.getLogger(__name__)
 BREAST_COUNT_AREA_MM2 = 2.0  # breast mitotic counts are reported per 2 mm²
@@ -157,10 +158,7 @@ def _collect(where: str, geometry: Any, polygons: list[Any], skipped: Counter[st
         return
     if kind not in _POLYGONAL:
         raise RoiError(f"{where}: geometry type {json_snippet(kind)} is not a GeoJSON geometry")
-    coordinates = geometry.get("coordinates")
-    if not isinstance(coordinates, list):
-        raise RoiError(f"{where}: the {kind}'s coordinates are {json_type(coordinates)}, expected a list")
-    for rings in coordinates if kind == "MultiPolygon" else [coordinates]:
+    for rings in polygon_rings(where, kind, geometry.get("coordinates"), _WORDING):
         polygon = _polygon(where, rings)
         if polygon is None:
             skipped[f"{kind} without area"] += 1
@@ -168,25 +166,15 @@ def _collect(where: str, geometry: Any, polygons: list[Any], skipped: Counter[st
             polygons.append(polygon)
 
 
-def _polygon(where: str, rings: Any) -> Any:
-    """A valid shapely polygon (or multipolygon, once repaired) from GeoJSON rings; None when empty."""
+def _polygon(where: str, rings: list[Ring]) -> Any:
+    """A valid shapely polygon (or multipolygon, once repaired) from its rings; None when empty."""
     import shapely
     from shapely.errors import ShapelyError
 
-    if not isinstance(rings, list):
-        raise RoiError(f"{where}: a polygon is {json_type(rings)}, expected a list of rings")
     if not rings:
         return None
-    parsed = []
-    for ring in rings:
-        if not isinstance(ring, list):
-            raise RoiError(f"{where}: a polygon ring is {json_type(ring)}, expected a list of [x, y] positions")
-        positions = [_position(where, p) for p in ring]
-        if len(set(positions)) < 3:
-            raise RoiError(f"{where}: a polygon ring has fewer than 3 distinct positions")
-        parsed.append(positions)
     try:
-        polygon = shapely.Polygon(parsed[0], parsed[1:])
+        polygon = shapely.Polygon(rings[0], rings[1:])
         if not polygon.is_valid:
             polygon = shapely.make_valid(polygon)
             polygon = shapely.union_all([p for p in shapely.get_parts(polygon) if p.geom_type in _POLYGONAL])
@@ -202,3 +190,14 @@ def _position(where: str, value: Any) -> tuple[float, float]:
     if not (math.isfinite(xy[0]) and math.isfinite(xy[1])):
         raise RoiError(f"{where}: a position is not finite ({json_snippet(value)})")
     return xy
+
+
+_WORDING = Wording(
+    error=RoiError,
+    coordinates={kind: f"the {kind}'s coordinates are {{type}}, expected a list" for kind in _POLYGONAL},
+    polygon="a polygon is {type}, expected a list of rings",
+    ring="a polygon ring is {type}, expected a list of [x, y] positions",
+    position=_position,
+    min_distinct=3,
+    too_few="a polygon ring has fewer than 3 distinct positions",
+)

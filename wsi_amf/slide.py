@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from PIL import Image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+#: The most pixels of a plain image (one without a pyramid) that is decoded: far above Pillow's own bound,
+#: which is made for photographs, and still a bound against a decompression bomb (about 6 GB as RGB).
+PLAIN_IMAGE_MAX_PIXELS = 2**31
+#: Pillow's bound is one global setting: it is lifted only while a plain image's header is read, one at a time.
+_PIL_LIMIT_LOCK = threading.Lock()
 _EPS = 1e-6
 MPP_OPTION_RANGE = (0.05, 20.0)  # um/px: from beyond 100x down to a 1.25x overview
 
@@ -94,16 +99,15 @@ class Slide:
 
     def _open_image(self):  # -> openslide.ImageSlide
         import openslide
-        from PIL import Image, UnidentifiedImageError
+        from PIL import UnidentifiedImageError
 
         if self.path.suffix.lower() not in IMAGE_SUFFIXES:
             raise SlideError(
                 f"slide {self.path}: OpenSlide does not recognise it and it is not a plain image "
                 "(a damaged, truncated or unsupported file?)"
             )
-        Image.MAX_IMAGE_PIXELS = None
         try:
-            img = Image.open(self.path)
+            img = _open_plain_image(self.path)
             img.load()
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise SlideError(f"slide {self.path}: cannot be read as an image ({one_line(exc)})") from None
@@ -342,6 +346,24 @@ def _tiff_props_mpp(props: Mapping[str, str]) -> float | None:
         return None
     mpp = um / res
     return mpp if 0.01 < mpp < 100 else None  # 72-dpi defaults and similar are not microscope resolutions
+
+
+def _open_plain_image(path: Path) -> Image.Image:
+    """A plain image opened (its header read) under wsi-amf's bound on its pixels instead of Pillow's."""
+    from PIL import Image
+
+    with _PIL_LIMIT_LOCK:
+        before, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            img = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = before
+    if img.width * img.height > PLAIN_IMAGE_MAX_PIXELS:
+        img.close()
+        raise SlideError(f"slide {path}: a plain image of {img.width} x {img.height} pixels, more than the "
+                         f"{PLAIN_IMAGE_MAX_PIXELS:,} wsi-amf decodes (a decompression bomb?); convert it to a tiled "
+                         "pyramidal TIFF")
+    return img
 
 
 def _image_mpp(img) -> float | None:

@@ -16,17 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..errors import OptionError, WsiAmfError
+from ..errors import ManifestError, OptionError
 
 #: Extensions of the formats OpenSlide reads (Aperio, DICOM, Hamamatsu, Huron, Leica, MIRAX, Philips,
 #: Sakura, Trestle, Ventana, Zeiss, generic tiled TIFF).
 SLIDE_SUFFIXES = frozenset({".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif",
                             ".dcm", ".czi"})
 DEFAULT_POINTS_PATTERNS = ("{stem}.csv", "{stem}.geojson")
-
-
-class ManifestError(WsiAmfError):
-    """A batch manifest cannot be used."""
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .options import build_screen_options, handle_errors, is_quiet, ratio_text, screening_options
+from ..choices import EXECUTORS
+from ..text import amf_ratio_text
+from .options import build_screen_options, handle_errors, screening_options
+from .verbosity import echo_detail, echo_result, is_quiet
 
 if TYPE_CHECKING:
     from ..points import PointsOptions
@@ -18,7 +21,7 @@ def _fmt_row(row: dict[str, Any]) -> str:
     if row["status"] != "ok":
         return f"{row['stem']}: {row['status']}: {row['error']}"
     return (f"{row['stem']}: {row['n_classified']} of {row['n_candidates']} candidates classified, "
-            f"{row['n_atypical']} called atypical; {ratio_text(row)} ({row['seconds']:.1f} s)")
+            f"{row['n_atypical']} called atypical; {amf_ratio_text(row)} ({row['seconds']:.1f} s)")
 
 
 @click.command("batch")
@@ -36,7 +39,7 @@ def _fmt_row(row: dict[str, Any]) -> str:
 @click.option("--force", is_flag=True, help="Redo slides whose outputs are up to date.")
 @click.option("--prefetch/--no-prefetch", default=True, show_default=True,
               help="Read the next slide's patches while the current one is classified.")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+@click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
               help="local: this machine; ray: the slides spread over a Ray cluster (pip install 'wsi-amf[ray]').")
 @click.option("--ray-address", default=None,
               help="Ray cluster to join (e.g. auto, or ray://head:10001). Default: $RAY_ADDRESS, else a local Ray.")
@@ -66,14 +69,13 @@ def batch_cmd(ctx: click.Context, slides_dir: Path | None, points_options: Point
 
     opts = build_screen_options(points_options, options)
     result = screen_batch(slides_dir, options=opts, progress=not quiet, on_row=report, **options)
-    if not quiet:
-        for row in result.rows:
-            if row["status"] == "skipped":
-                click.echo(_fmt_row(row))
-        if result.n_reused:
-            click.echo(f"{result.n_reused} slides up to date from an earlier run, their rows reused (--force redoes them)")
+    for row in result.rows:
+        if row["status"] == "skipped":
+            echo_detail(ctx, _fmt_row(row))
+    if result.n_reused:
+        echo_detail(ctx, f"{result.n_reused} slides up to date from an earlier run, their rows reused (--force redoes them)")
     reused = f" ({result.n_reused} reused)" if result.n_reused else ""
-    click.echo(f"{len(result.rows)} slides: {result.n_ok} ok{reused}, {result.n_failed} failed, {result.n_skipped} skipped; "
-               f"cohort table {result.files['csv']}")
+    echo_result(ctx, f"{len(result.rows)} slides: {result.n_ok} ok{reused}, {result.n_failed} failed, "
+                     f"{result.n_skipped} skipped; cohort table {result.files['csv']}")
     if result.n_failed:
         ctx.exit(1)

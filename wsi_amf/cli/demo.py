@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
-from .options import device_option, handle_errors, is_quiet, model_option, ratio_text
+from ..text import amf_ratio_text
+from .options import device_option, handle_errors, model_option
+from .verbosity import echo_detail, echo_result, is_quiet
 
 
 @click.command("demo")
@@ -20,23 +22,22 @@ def demo_cmd(ctx: click.Context, out: Path, model: str | None, device: str) -> N
     """Screen a small SYNTHETIC slide with the built-in model, to see the whole tool work."""
     from ..demo import run_demo
 
-    quiet = is_quiet(ctx)
-    click.echo(f"Writing a synthetic slide (drawn by wsi-amf, not real tissue) and its candidate points into {out}/ ...")
-    demo = run_demo(out, model=model, device=device, progress=not quiet)
+    echo_detail(ctx, f"Writing a synthetic slide (drawn by wsi-amf, not real tissue) and its candidate points into {out}/ ...")
+    demo = run_demo(out, model=model, device=device, progress=not is_quiet(ctx))
     r = demo.result
     s = r.summary()
-    click.echo("")
-    click.echo("This slide is SYNTHETIC: its counts show the tool working, not the model's accuracy.")
-    click.echo(f"Model: {s['model']['name']} ({s['model']['members']} x {s['model']['architecture']}), "
-               f"engine {s['engine']['engine']} on {s['engine']['device']}")
-    click.echo(f"{s['n_classified']} candidates classified: {s['n_atypical']} called atypical, {s['n_normal']} normal; "
-               f"{ratio_text(s)}")
-    click.echo(f"  slide    {demo.slide}")
-    click.echo(f"  points   {demo.points}")
+    echo_detail(ctx)
+    echo_result(ctx, "This slide is SYNTHETIC: its counts show the tool working, not the model's accuracy.")
+    echo_detail(ctx, f"Model: {s['model']['name']} ({s['model']['members']} x {s['model']['architecture']}), "
+                     f"engine {s['engine']['engine']} on {s['engine']['device']}")
+    echo_result(ctx, f"{s['n_classified']} candidates classified: {s['n_atypical']} called atypical, {s['n_normal']} "
+                     f"normal; {amf_ratio_text(s)}")
+    echo_detail(ctx, f"  slide    {demo.slide}")
+    echo_detail(ctx, f"  points   {demo.points}")
     for kind, path in r.outputs.items():
-        click.echo(f"  {kind:8s} {path}")
-    click.echo("")
-    click.echo(f"To see it in a browser: open {r.outputs['report']} (candidates on the slide, the hotspot, galleries).")
-    click.echo("To see it in QuPath: File > Open... the slide, then drag the .geojson file onto the viewer")
-    click.echo("(or File > Import objects from file). Detections are coloured by class; the 'AMF probability'")
-    click.echo("measurement is in the detection measurement table (Measure > Show detection measurements).")
+        echo_detail(ctx, f"  {kind:8s} {path}")
+    echo_detail(ctx)
+    echo_detail(ctx, f"To see it in a browser: open {r.outputs['report']} (candidates on the slide, the hotspot, galleries).")
+    echo_detail(ctx, "To see it in QuPath: File > Open... the slide, then drag the .geojson file onto the viewer")
+    echo_detail(ctx, "(or File > Import objects from file). Detections are coloured by class; the 'AMF probability'")
+    echo_detail(ctx, "measurement is in the detection measurement table (Measure > Show detection measurements).")

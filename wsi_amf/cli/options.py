@@ -5,25 +5,20 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import click
 
-from ..cache import DEFAULT_MAX_GB
+from ..choices import CACHE_MAX_GB, ENGINES, EXPORT_SUFFIXES, POINTS_FORMATS
 from ..errors import OptionError, WsiAmfError
-from ..exports import EXPORTS
+from .verbosity import configure_logging as configure_logging
+from .verbosity import is_quiet as is_quiet
 
 if TYPE_CHECKING:
     from ..options import ScreenOptions
     from ..points import PointsOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def is_quiet(ctx: click.Context) -> bool:
-    """Whether ``-q`` was given to the ``wsi-amf`` group."""
-    root = ctx.find_root()
-    return bool(root.obj.get("quiet", False)) if isinstance(root.obj, dict) else False
 
 
 def model_option(f: F) -> F:
@@ -56,7 +51,7 @@ def tta_option(f: F) -> F:
 
 def engine_option(f: F) -> F:
     return click.option(
-        "--engine", type=click.Choice(["auto", "torch", "openvino", "onnx"]), default="auto", show_default=True,
+        "--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
         help="Inference engine: auto = OpenVINO (else ONNX Runtime) on the CPU, PyTorch (autocast) on CUDA.",
     )(f)
 
@@ -98,7 +93,7 @@ def points_options(f: F) -> F:
         return f(*args, points_options=opts, **kwargs)
 
     for decorator in reversed((
-        click.option("--points-format", type=click.Choice(["csv", "geojson", "gc-json", "sliderunner", "midogpp"]),
+        click.option("--points-format", type=click.Choice(list(POINTS_FORMATS)),
                      default=None,
                      help="Points file format (default: from the extension and content). gc-json: grand-challenge "
                           "'Multiple points' in mm; sliderunner: SlideRunner/EXACT SQLite; midogpp: MIDOG++ JSON."),
@@ -126,7 +121,7 @@ def screening_options(f: F) -> F:
                           "A folder that cannot be written is used read-only."),
         click.option("--no-cache", "cache", flag_value=False, default=True,
                      help="Read every patch from the slide; keep nothing."),
-        click.option("--cache-max-gb", type=click.FloatRange(min=0), default=DEFAULT_MAX_GB, show_default=True,
+        click.option("--cache-max-gb", type=click.FloatRange(min=0), default=CACHE_MAX_GB, show_default=True,
                      help="Bound of the patch cache: after a run the least recently used slides are evicted "
                           "beyond it (0: no bound)."),
         click.option("--mpp", type=float, default=None,
@@ -134,7 +129,7 @@ def screening_options(f: F) -> F:
         click.option("--roi", type=click.Path(path_type=Path), default=None,
                      help="Region of interest: QuPath annotation GeoJSON (polygons, level-0 pixels). Only candidates "
                           "inside are classified; the summary adds its area in mm2 and the densities per mm2 and 2 mm2."),
-        click.option("--export", type=click.Choice(list(EXPORTS)), multiple=True,
+        click.option("--export", type=click.Choice(list(EXPORT_SUFFIXES)), multiple=True,
                      help="Extra output (repeatable): gc-json = grand-challenge 'Multiple points' JSON in mm, "
                           "probability = P(atypical)."),
         device_option,
@@ -177,24 +172,6 @@ def handle_errors(f: F) -> F:
             ) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def configure_logging(verbose: int, quiet: int) -> None:
-    level = logging.WARNING - 10 * verbose + 10 * quiet
-    logging.basicConfig(level=max(logging.DEBUG, level), format="%(levelname)s: %(message)s", force=True)
-
-
-def ratio_text(d: Mapping[str, Any]) -> str:
-    """A summary's (or cohort row's) ratio in words: the estimate with its interval, then the calls."""
-    est = d.get("amf_ratio")
-    if est is None:
-        return "AMF ratio n/a"
-    ci = d.get("amf_ratio_ci95")
-    ci_text = f", 95% CI {ci[0]:.3f}-{ci[1]:.3f}" if ci else ""
-    method = str(d.get("amf_ratio_method") or "")
-    called = d.get("called_amf_ratio")
-    called_text = "" if called is None or method.startswith("cc") else f"; share of calls {called:.3f}"
-    return f"estimated AMF ratio {est:.3f} ({method}{ci_text}){called_text}"
 
 
 def build_screen_options(points_options: PointsOptions, values: dict[str, Any]) -> ScreenOptions:

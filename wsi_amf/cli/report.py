@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from ..errors import ReportError
-from .options import handle_errors, is_quiet
+from .options import handle_errors
+from .verbosity import echo_detail
 
 
 @click.command("report")
@@ -23,11 +24,9 @@ def report_cmd(ctx: click.Context, results_dir: Path, slides: Path | None, cache
     when it holds a batch's cohort.json, report.html when it holds an evaluation's metrics.json."""
     from ..report import write_reports
 
-    quiet = is_quiet(ctx)
     done = write_reports(results_dir, slides=slides, cache=cache_dir)
-    if not quiet:
-        for path in done.written:
-            click.echo(f"  report   {path}")
+    for path in done.written:
+        echo_detail(ctx, f"  report   {path}")
     for line in done.errors[:-1]:
         click.echo(f"Error: {line}", err=True)
     if done.errors:

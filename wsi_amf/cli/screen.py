@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .options import build_screen_options, handle_errors, is_quiet, ratio_text, screening_options
+from ..text import amf_ratio_text
+from .options import build_screen_options, handle_errors, screening_options
+from .verbosity import echo_detail, echo_result, is_quiet
 
 if TYPE_CHECKING:
     from ..points import PointsOptions
@@ -28,21 +30,18 @@ def screen_cmd(ctx: click.Context, slide: Path, points_path: Path, out: Path, po
     """Classify the candidate mitoses of SLIDE as normal or atypical mitotic figures."""
     from ..screen import screen
 
-    quiet = is_quiet(ctx)
     opts = build_screen_options(points_options, options)
-    result = screen(slide, points_path, opts, out=out, progress=not quiet, **options)
-    if quiet:
-        return
+    result = screen(slide, points_path, opts, out=out, progress=not is_quiet(ctx), **options)
     s = result.summary()
-    click.echo(f"{result.slide_path.name}: {s['n_classified']} of {s['n_candidates']} candidates classified, "
-               f"{s['n_atypical']} called atypical, {s['n_normal']} normal; {ratio_text(s)}")
+    echo_result(ctx, f"{result.slide_path.name}: {s['n_classified']} of {s['n_candidates']} candidates classified, "
+                     f"{s['n_atypical']} called atypical, {s['n_normal']} normal; {amf_ratio_text(s)}")
     for key in ("domain_warning", "ratio_warning"):
         if s[key]:
-            click.echo(f"  warning: {s[key]}")
+            echo_result(ctx, f"  warning: {s[key]}")
     if s["roi"] is not None:
         r = s["roi"]
-        click.echo(f"  ROI {r['area_mm2']:.3f} mm2: {r['n_mf']} mitotic figures ({r['mf_per_2mm2']:.1f} per 2 mm2), "
-                   f"{r['n_amf']} atypical ({r['amf_per_2mm2']:.1f} per 2 mm2); "
-                   f"{s['n_skipped_outside_roi']} candidates outside the ROI")
+        echo_result(ctx, f"  ROI {r['area_mm2']:.3f} mm2: {r['n_mf']} mitotic figures ({r['mf_per_2mm2']:.1f} per 2 mm2), "
+                         f"{r['n_amf']} atypical ({r['amf_per_2mm2']:.1f} per 2 mm2); "
+                         f"{s['n_skipped_outside_roi']} candidates outside the ROI")
     for kind, path in result.outputs.items():
-        click.echo(f"  {kind:8s} {path}")
+        echo_detail(ctx, f"  {kind:8s} {path}")

@@ -8,6 +8,7 @@ import csv
 import io
 import math
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,40 @@ _DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+(?:[eE][+-]?\d+)?")
 _NON_FINITE = frozenset({"nan", "inf", "infinity"})
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Where a CSV file's values are: its header, the columns of x, y and the score, the carried columns."""
+
+    header: list[str]
+    x: int
+    y: int
+    score: int | None
+    carried: list[int]
+    decimal_comma: bool
+
+
+@dataclass
+class _Columns:
+    """The values read so far, column by column."""
+
+    xs: list[float] = field(default_factory=list)
+    ys: list[float] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    cells: list[list[str]] = field(default_factory=list)
+
+
 def read_table(
     path: Path, text: str, *, x_col: str | None, y_col: str | None, score_col: str | None
 ) -> Table:
     """The points in CSV `text`: delimiter and columns detected (or named), every row checked."""
     delimiter = _choose_delimiter(path, text, x_col, y_col)
+    layout = _layout(path, text, delimiter, x_col, y_col, score_col)
+    return _table(path, layout, _read_rows(path, text, delimiter, layout))
+
+
+def _layout(path: Path, text: str, delimiter: str, x_col: str | None, y_col: str | None,
+            score_col: str | None) -> _Layout:
+    """The header and the columns of the values; PointsError when the coordinates (or the named score) are missing."""
     header = _header_names(_first_row(path, text, delimiter))
     found = _coordinate_columns(header, x_col, y_col)
     if found is None:
@@ -47,12 +77,12 @@ def read_table(
     x_index, y_index = found
     score_index = _score_column(path, header, score_col)
     carried = [i for i in range(len(header)) if i not in (x_index, y_index, score_index)]
-    decimal_comma = delimiter != ","
+    return _Layout(header, x_index, y_index, score_index, carried, decimal_comma=delimiter != ",")
 
-    xs: list[float] = []
-    ys: list[float] = []
-    scores: list[float] = []
-    cells: list[list[str]] = [[] for _ in carried]
+
+def _read_rows(path: Path, text: str, delimiter: str, layout: _Layout) -> _Columns:
+    """Every data row's values (blank rows skipped); PointsError naming the row for a bad one."""
+    columns = _Columns(cells=[[] for _ in layout.carried])
     reader = _csv_reader(text, delimiter)
     row_number = -1  # the header is row 0
     try:
@@ -60,46 +90,52 @@ def read_table(
             if not any(cell.strip() for cell in row):
                 continue
             row_number += 1
-            if row_number == 0:
-                continue
-            if len(row) > len(header) and not any(cell.strip() for cell in row[len(header) :]):
-                row = row[: len(header)]
-            if len(row) != len(header):
-                raise PointsError(
-                    f"points file {path} row {row_number} (line {reader.line_num}): "
-                    f"has {len(row)} fields, the header has {len(header)}"
-                )
-            column = x_index
-            try:
-                xs.append(_to_float(row[x_index], decimal_comma=decimal_comma))
-                column = y_index
-                ys.append(_to_float(row[y_index], decimal_comma=decimal_comma))
-                if score_index is not None:
-                    column = score_index
-                    scores.append(_to_score(row[score_index], decimal_comma=decimal_comma))
-            except ValueError as err:
-                raise PointsError(
-                    f"points file {path} row {row_number} (line {reader.line_num}): {quote(header[column])} {err}"
-                ) from None
-            for values, i in zip(cells, carried):
-                values.append(row[i])
+            if row_number > 0:
+                _add_row(f"points file {path} row {row_number} (line {reader.line_num})", row, layout, columns)
     except csv.Error as err:
         raise PointsError(
             f"points file {path} line {reader.line_num}: not valid CSV ({one_line(str(err))})"
         ) from None
+    return columns
 
-    score = np.array(scores, dtype=np.float64) if score_index is not None else None
-    score_name = header[score_index] if score_index is not None else None
+
+def _add_row(where: str, row: list[str], layout: _Layout, columns: _Columns) -> None:
+    """One row's values appended to ``columns`` (empty cells beyond the header's width dropped)."""
+    width = len(layout.header)
+    if len(row) > width and not any(cell.strip() for cell in row[width:]):
+        row = row[:width]
+    if len(row) != width:
+        raise PointsError(f"{where}: has {len(row)} fields, the header has {width}")
+    column = layout.x
+    try:
+        x = _to_float(row[layout.x], decimal_comma=layout.decimal_comma)
+        column = layout.y
+        y = _to_float(row[layout.y], decimal_comma=layout.decimal_comma)
+        if layout.score is not None:
+            column = layout.score
+            columns.scores.append(_to_score(row[layout.score], decimal_comma=layout.decimal_comma))
+    except ValueError as err:
+        raise PointsError(f"{where}: {quote(layout.header[column])} {err}") from None
+    columns.xs.append(x)
+    columns.ys.append(y)
+    for values, i in zip(columns.cells, layout.carried):
+        values.append(row[i])
+
+
+def _table(path: Path, layout: _Layout, columns: _Columns) -> Table:
+    """The values read as a Table: the score (warned about when some are missing) and the carried columns."""
+    score = np.array(columns.scores, dtype=np.float64) if layout.score is not None else None
+    score_name = layout.header[layout.score] if layout.score is not None else None
     warn_missing_scores(path, score, score_name)
-    carried_names = [header[i] for i in carried]
+    carried_names = [layout.header[i] for i in layout.carried]
     class_column = next(
         (name for wanted in CLASS_COLUMNS for name in carried_names if name.lower() == wanted), None
     )
     return Table(
-        xy=np.column_stack([np.array(xs, dtype=np.float64), np.array(ys, dtype=np.float64)]),
+        xy=np.column_stack([np.array(columns.xs, dtype=np.float64), np.array(columns.ys, dtype=np.float64)]),
         score=score,
         score_name=score_name,
-        columns={name: values for name, values in zip(carried_names, cells)},
+        columns={name: values for name, values in zip(carried_names, columns.cells)},
         class_column=class_column,
     )
 

@@ -16,6 +16,7 @@ from shapely.errors import ShapelyError
 
 from wsi_amf.errors import PointsError
 from wsi_amf.files import geojson_features, json_type
+from wsi_amf.polygons import Wording, polygon_rings
 
 from . import gc_json
 from .json_values import list_of, optional_score, position, text_field
@@ -23,6 +24,14 @@ from .model import SCORE_COLUMNS, Table, logger, one_line, quote, quoted_list
 
 _GEOMETRY_TYPES = frozenset(
     {"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon", "GeometryCollection"}
+)
+_WORDING = Wording(
+    error=PointsError,
+    coordinates={"Polygon": "a polygon is {type}, expected a list",
+                 "MultiPolygon": "MultiPolygon coordinates is {type}, expected a list"},
+    polygon="a polygon is {type}, expected a list",
+    ring="a ring is {type}, expected a list",
+    position=position,
 )
 #: QuPath 0.2 wrote the object's class name as the Feature's `id`.
 _LEGACY_TYPE_IDS = {
@@ -125,11 +134,6 @@ def _features(where: str, data: Any) -> list[Any]:
     return geojson_features(data, where=where, error=PointsError, expected=expected)
 
 
-def _rings(where: str, value: Any) -> list[list[tuple[float, float]]]:
-    rings = list_of(where, "a polygon", value)
-    return [[position(where, c) for c in list_of(where, "a ring", ring)] for ring in rings]
-
-
 def _geometry_points(where: str, geometry: Any) -> tuple[list[tuple[float, float]], str | None]:
     """The points a geometry gives, or ([], why it was skipped)."""
     if geometry is None:
@@ -148,11 +152,7 @@ def _geometry_points(where: str, geometry: Any) -> tuple[list[tuple[float, float
         return (points, None) if points else ([], "empty MultiPoint")
     if kind in ("Polygon", "MultiPolygon"):
         coordinates = [] if coordinates is None else coordinates
-        if kind == "Polygon":
-            polygons = [_rings(where, coordinates)]
-        else:
-            polygons = [_rings(where, p) for p in list_of(where, "MultiPolygon coordinates", coordinates)]
-        polygons = [rings for rings in polygons if rings and rings[0]]
+        polygons = [rings for rings in polygon_rings(where, kind, coordinates, _WORDING) if rings and rings[0]]
         if not polygons:
             return [], f"empty {kind}"
         try:

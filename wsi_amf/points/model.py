@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-# One logger for the whole package, named as the single module it replaced, so that logging
-# configuration (and caplog in the tests) that names "wsi_amf.points" sees every message.
+# One logger for the whole package, named after the package, so that logging configuration (and caplog
+# in the tests) that names "wsi_amf.points" sees every message of every format.
 logger = logging.getLogger("wsi_amf.points")
 
 #: Score column (CSV) or measurement (GeoJSON) names recognised (case-insensitive), in order of preference.

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from ..errors import ReportError
 from ..stats import wilson_interval
+from ..text import estimate, interval_range
 from . import html as h
 from .plots import IntervalRow, interval_svg
 from .slide import REPORT_SUFFIX, read_json
@@ -91,7 +92,7 @@ def _ci(entry: Mapping[str, Any]) -> h.Cell:
     ci = entry.get("amf_ratio_ci95")
     if not (isinstance(ci, list) and len(ci) == 2):
         return h.cell(None)
-    return h.Cell(f"{h.fmt(ci[0])}\u2013{h.fmt(ci[1])}", sort=ci[0], numeric=True)
+    return h.Cell(interval_range(ci), sort=ci[0], numeric=True)
 
 
 def _pooled(data: Mapping[str, Any], slides: list) -> tuple[float | None, tuple[float, float] | None, int, int]:
@@ -117,7 +118,7 @@ def _overview(data: Mapping[str, Any], slides: list, pooled: tuple) -> str:
         ("Failed", h.cell(data.get("n_failed"), key="n_failed")),
         ("Skipped", h.cell(data.get("n_skipped"), key="n_skipped")),
         ("All slides: called atypical / classified", h.Cell(h.esc(f"{n_amf} / {n_cls}"))),
-        ("Pooled estimated AMF ratio", h.Cell(h.esc(h.fmt(ratio) + (f" ({h.fmt_ci(ci)})" if ci else "")),
+        ("Pooled estimated AMF ratio", h.Cell(h.esc(estimate(ratio, ci)),
                                     attrs={"data-key": "pooled_amf_ratio", "data-value": "" if ratio is None else ratio})),
         ("Model", h.Cell(h.esc(f"{model.get('name', '?')} ({model.get('members', '?')} \u00d7 {model.get('architecture', '?')})"))),
         ("Created", h.Cell(h.esc(data.get("created") or ""))),

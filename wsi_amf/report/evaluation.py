@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import ReportError
 from ..stats import roc_curve
+from ..text import interval
 from . import html as h
 from .plots import confusion_svg, histogram_svg, roc_svg
 from .slide import read_json
@@ -186,6 +187,6 @@ def _ratio(ratio: Mapping[str, Any]) -> str:
         for est, r in entry["estimators"].items():
             star = " (default)" if est == entry.get("default") else ""
             rows.append([h.esc(name), entry["n"], entry["true_share"], h.Cell(h.esc(est + star)), r["estimate"],
-                         h.Cell(h.esc(h.fmt_ci(r["ci95"])) if r["ci95"] else ""), r["error"],
+                         h.Cell(h.esc(interval(r["ci95"]))) if r["ci95"] else "", r["error"],
                          h.Cell(h.esc({True: "yes", False: "no", None: ""}[r["covered"]]))])
     return h.table(("Set", "Figures", "True share", "Estimator", "Estimate", "95% interval", "Error", "Covers"), rows)

@@ -127,10 +127,6 @@ def fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def fmt_ci(ci: Sequence[float] | None, digits: int = 3) -> str:
-    return "" if not ci else f"95% CI {fmt(ci[0], digits)}\u2013{fmt(ci[1], digits)}"
-
-
 def image_uri(image: np.ndarray, *, fmt_name: str = "PNG", quality: int = 88) -> str:
     """A ``data:`` URI of an RGB image: PNG (lossless: patches; RGBA too) or JPEG (photographic overviews, smaller)."""
     from PIL import Image

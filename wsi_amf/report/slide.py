@@ -23,6 +23,7 @@ from ..errors import ReportError
 from ..hotspot import find_hotspot
 from ..outputs import check_output_set
 from ..slide import Slide
+from ..text import estimate
 from . import html as h
 from .plots import Box, Marker, dot_layer, histogram_svg, overlay_svg
 
@@ -139,10 +140,9 @@ def slide_report(
             h.section("Gallery", _galleries(sl, cands, s, slide_path, cache, gallery), ident="gallery",
                       note="The patches the model classified (from the patch cache), with P(atypical) and level-0 position."),
         ]
-    ratio = "n/a" if s.get("amf_ratio") is None else f"{s['amf_ratio']:.3f}"
-    ci = f" ({h.fmt_ci(s['amf_ratio_ci95'])})" if s.get("amf_ratio_ci95") else ""
+    ratio = estimate(s.get("amf_ratio"), s.get("amf_ratio_ci95"))
     subtitle = (f"{s.get('n_atypical', 0)} called atypical and {s.get('n_normal', 0)} called normal; estimated share "
-                f"of atypical figures {ratio}{ci} \u00b7 model {s.get('model', {}).get('name', '?')}")
+                f"of atypical figures {ratio} \u00b7 model {s.get('model', {}).get('name', '?')}")
     text = h.page(f"wsi-amf slide report: {slide_path.name}", subtitle, sections, scripts=(h.ZOOM_JS,))
     return h.write_page(report_path(summary_path, out), text)
 
@@ -195,10 +195,9 @@ def _overlay(c: Candidates, to_image: Callable[[np.ndarray], np.ndarray], width:
 
 
 def _hotspot_line(hs: Mapping[str, Any]) -> str:
-    ratio = "n/a" if hs.get("amf_ratio") is None else f"{hs['amf_ratio']:.3f}"
-    ci = f" ({h.fmt_ci(hs.get('amf_ratio_ci95'))})" if hs.get("amf_ratio_ci95") else ""
     return (f"hotspot: {hs['n_mf']} mitotic figures, {hs['n_amf']} called atypical in {hs['area_mm2']:g} mm\u00b2 "
-            f"({hs['shape']} of side {hs['side_um'] / 1000:.3f} mm); estimated share of atypical figures {ratio}{ci}")
+            f"({hs['shape']} of side {hs['side_um'] / 1000:.3f} mm); estimated share of atypical figures "
+            f"{estimate(hs.get('amf_ratio'), hs.get('amf_ratio_ci95'))}")
 
 
 def _on_slide(box: Iterable[float], dimensions: tuple[int, int]) -> tuple[float, float, float, float]:
@@ -320,8 +319,7 @@ def _summary_table(s: Mapping[str, Any], sl: Slide, summary_path: Path) -> str:
 
 
 def _ratio_cell(value: float | None, ci: list[float] | None, key: str) -> h.Cell:
-    text = h.fmt(value) + (f" ({h.fmt_ci(ci)})" if ci else "")
-    return h.Cell(h.esc(text), attrs={"data-key": key, "data-value": "" if value is None else value})
+    return h.Cell(h.esc(estimate(value, ci)), attrs={"data-key": key, "data-value": "" if value is None else value})
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
