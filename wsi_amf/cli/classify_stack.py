@@ -7,8 +7,9 @@ from typing import Any
 
 import click
 
-from .options import handle_errors, is_quiet, patch_inference_options, set_threads
+from .options import handle_errors, patch_inference_options, set_threads
 from .train import inference_options
+from .verbosity import echo_result, is_quiet
 
 
 @click.command("classify-stack")
@@ -23,7 +24,5 @@ def classify_stack_cmd(ctx: click.Context, stack: Path, out: Path, model: str | 
     from ..inference.track2 import classify_stack
 
     set_threads(opts.pop("threads"))
-    quiet = is_quiet(ctx)
-    result = classify_stack(stack, out, inference_options(model, opts), quiet=quiet, **opts)
-    if not quiet:
-        click.echo(f"{result.n} patches: {result.n_atypical} atypical at threshold {result.threshold:.3f}; wrote {result.out}")
+    result = classify_stack(stack, out, inference_options(model, opts), quiet=is_quiet(ctx), **opts)
+    echo_result(ctx, f"{result.n} patches: {result.n_atypical} atypical at threshold {result.threshold:.3f}; wrote {result.out}")

@@ -10,14 +10,8 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 import click
 
 from ..choices import CV_SCHEMES, DATASET_FORMATS, LOSSES, OPTIMIZERS, RECIPE_NAMES, SAMPLERS
-from .options import (
-    device_option,
-    handle_errors,
-    is_quiet,
-    patch_inference_options,
-    set_threads,
-    threads_option,
-)
+from .options import device_option, handle_errors, patch_inference_options, set_threads, threads_option
+from .verbosity import echo_detail, echo_result, is_quiet
 
 if TYPE_CHECKING:
     from ..inference.options import InferenceOptions
@@ -119,24 +113,22 @@ def train_cmd(ctx: click.Context, data: Path, out: Path, recipe: str, **opts: An
     set_threads(opts.pop("threads"))
     changes = recipe_changes(opts)
     result = train(data, out, recipe=recipe, changes=changes, format=opts.pop("data_format"), quiet=is_quiet(ctx), **opts)
-    if is_quiet(ctx):
-        return
     m = result.metrics
-    click.echo(
+    echo_result(ctx,
         f"{result.bundle.path}: {len(result.bundle.config.members)} members "
         f"(folds trained: {result.folds_trained}, resumed from an interrupted run: {result.folds_resumed})"
     )
-    click.echo(
+    echo_result(ctx,
         f"  out-of-fold: balanced accuracy {_fmt(m['balanced_accuracy'])}, ROC AUC {_fmt(m['roc_auc'])}, "
         f"sensitivity {_fmt(m['sensitivity'])}, specificity {_fmt(m['specificity'])} at threshold {result.threshold:.3f}"
     )
     if "loco" in m:
-        click.echo(
+        echo_result(ctx,
             f"  leave-one-{m['loco']['column']}-out: mean balanced accuracy {_fmt(m['loco']['mean_balanced_accuracy'])}, "
             f"mean ROC AUC {_fmt(m['loco']['mean_roc_auc'])}"
         )
     for kind, path in result.files.items():
-        click.echo(f"  {kind:16s} {path}")
+        echo_detail(ctx, f"  {kind:16s} {path}")
 
 
 @click.command("evaluate")
@@ -152,18 +144,16 @@ def evaluate_cmd(ctx: click.Context, data: Path, out: Path, model: str | None, d
 
     set_threads(opts.pop("threads"))
     result = evaluate(data, out, inference_options(model, opts), format=data_format, quiet=is_quiet(ctx), **opts)
-    if is_quiet(ctx):
-        return
     m = result.metrics
-    click.echo(
+    echo_result(ctx,
         f"{m['n']} patches ({m['n_atypical']} atypical): balanced accuracy {_fmt(m['balanced_accuracy'])}, "
         f"ROC AUC {_fmt(m['roc_auc'])}, sensitivity {_fmt(m['sensitivity'])}, specificity {_fmt(m['specificity'])}, "
         f"accuracy {_fmt(m['accuracy'])} at threshold {result.threshold:.3f}"
     )
     o = m["at_otsu"]
-    click.echo(f"  at Otsu's threshold {o['threshold']:.3f}: balanced accuracy {_fmt(o['balanced_accuracy'])}")
+    echo_detail(ctx, f"  at Otsu's threshold {o['threshold']:.3f}: balanced accuracy {_fmt(o['balanced_accuracy'])}")
     for kind, path in result.files.items():
-        click.echo(f"  {kind:12s} {path}")
+        echo_detail(ctx, f"  {kind:12s} {path}")
 
 
 @click.command("classify")
@@ -179,8 +169,7 @@ def classify_cmd(ctx: click.Context, paths: tuple[Path, ...], out: Path, model: 
 
     set_threads(opts.pop("threads"))
     result = classify(list(paths), out, inference_options(model, opts), quiet=is_quiet(ctx), **opts)
-    if not is_quiet(ctx):
-        click.echo(f"{result.n} patches: {result.n_atypical} atypical at threshold {result.threshold:.3f}; wrote {result.out}")
+    echo_result(ctx, f"{result.n} patches: {result.n_atypical} atypical at threshold {result.threshold:.3f}; wrote {result.out}")
 
 
 @click.command("calibrate")
@@ -199,12 +188,11 @@ def calibrate_cmd(ctx: click.Context, bundle: Path, data: Path, data_format: str
     from ..training.calibrate import calibrate
 
     result = calibrate(bundle, data, format=data_format, quiet=is_quiet(ctx), **opts)
-    if not is_quiet(ctx):
-        q = result.config.quantification
-        r = q["rates"]
-        click.echo(f"{result.path}: calibration {q['calibration']['method']}, TPR {r['tpr']:.3f} ({r['tp']}/{r['tp'] + r['fn']}), "
-                   f"FPR {r['fpr']:.3f} ({r['fp']}/{r['fp'] + r['tn']}) at threshold {r['threshold']:.3f}; "
-                   f"estimator {q['estimator']}")
+    q = result.config.quantification
+    r = q["rates"]
+    echo_result(ctx, f"{result.path}: calibration {q['calibration']['method']}, TPR {r['tpr']:.3f} ({r['tp']}/{r['tp'] + r['fn']}), "
+                     f"FPR {r['fpr']:.3f} ({r['fp']}/{r['fp'] + r['tn']}) at threshold {r['threshold']:.3f}; "
+                     f"estimator {q['estimator']}")
 
 
 @click.command("combine")
@@ -226,8 +214,7 @@ def combine_cmd(ctx: click.Context, bundles: tuple[Path, ...], data: Path, data_
     from ..training.combine import combine
 
     result = combine(bundles, data, format=data_format, quiet=is_quiet(ctx), **opts)
-    if not is_quiet(ctx):
-        m = result.config.metrics["cv_oof"]
-        click.echo(f"{result.path}: {len(result.config.members)} members ({'+'.join(result.config.architectures)}); "
-                   f"out-of-fold {', '.join(f'{k} {v:.3f}' for k, v in m.items() if isinstance(v, float))}; "
-                   f"threshold {result.config.threshold:.3f}")
+    m = result.config.metrics["cv_oof"]
+    echo_result(ctx, f"{result.path}: {len(result.config.members)} members ({'+'.join(result.config.architectures)}); "
+                     f"out-of-fold {', '.join(f'{k} {v:.3f}' for k, v in m.items() if isinstance(v, float))}; "
+                     f"threshold {result.config.threshold:.3f}")
