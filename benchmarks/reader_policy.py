@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import screen_throughput as st  # noqa: E402
+import screen_throughput as st
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,15 +38,16 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
 
+    from bundles import random_bundle  # tests/bundles.py
+
     import wsi_amf.slide as slide_module
     from wsi_amf import Slide, screen
-    from wsi_amf.options import ScreenOptions
-    from bundles import random_bundle  # tests/bundles.py
     from wsi_amf.ensemble import Ensemble
+    from wsi_amf.options import ScreenOptions
 
     default_read = slide_module.PatchReader.read
 
-    def pool_read(self, xy, *, size, target_mpp):  # noqa: ANN001, ANN202 - the baseline: the pool for every chunk
+    def pool_read(self, xy, *, size, target_mpp):
         return self.slide.read_patches(xy, size=size, target_mpp=target_mpp, executor=self._pool)
 
     policies = {"pool always (baseline)": pool_read, "pool / one nice-19 thread (default)": default_read}

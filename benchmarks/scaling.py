@@ -60,6 +60,7 @@ def log(msg: str) -> None:
 def make_inputs(work: Path, slide_mm: float) -> tuple[Path, Path]:
     """A synthetic slide (``slide_mm`` square at 0.25 um/px) and a random bundle."""
     from bundles import random_bundle  # tests/bundles.py
+
     from wsi_amf.synthetic import random_scene, write_pyramidal_tiff
 
     slide = work / "slide.tiff"

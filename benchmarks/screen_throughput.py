@@ -104,14 +104,14 @@ def rate(n: int, seconds: float) -> float:
     return n / seconds if seconds > 0 else float("inf")
 
 
-def predict_all(ensemble, patches: np.ndarray, batch_size: int) -> np.ndarray:  # noqa: ANN001
+def predict_all(ensemble, patches: np.ndarray, batch_size: int) -> np.ndarray:
     out = np.empty(len(patches), dtype=np.float64)
     for s in range(0, len(patches), batch_size):
         out[s : s + batch_size] = ensemble.predict(patches[s : s + batch_size])
     return out
 
 
-def timed(fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+def timed(fn, *args, **kwargs):
     t = time.perf_counter()
     value = fn(*args, **kwargs)
     return value, time.perf_counter() - t
@@ -190,12 +190,12 @@ def bench_cache_writes(slide_path: Path, xy_tile: np.ndarray, patches: np.ndarra
     return secs, nbytes
 
 
-def bench_model(ensemble, patches: np.ndarray, batch_size: int) -> tuple[np.ndarray, float]:  # noqa: ANN001
+def bench_model(ensemble, patches: np.ndarray, batch_size: int) -> tuple[np.ndarray, float]:
     ensemble.predict(patches[: min(batch_size, len(patches))])  # warm-up (first call allocates / plans)
     return timed(predict_all, ensemble, patches, batch_size)
 
 
-def bench_naive(slide_path: Path, xy: np.ndarray, bundle, batch_size: int, slide_mpp: float) -> tuple[np.ndarray, float]:  # noqa: ANN001
+def bench_naive(slide_path: Path, xy: np.ndarray, bundle, batch_size: int, slide_mpp: float) -> tuple[np.ndarray, float]:
     """What a first script would do: read_region per point at level 0, PIL resize, per-patch preprocessing."""
     import openslide
     import torch
@@ -210,7 +210,7 @@ def bench_naive(slide_path: Path, xy: np.ndarray, bundle, batch_size: int, slide
     size = cfg.patch_size
     side = max(1, int(round(size * cfg.mpp / slide_mpp)))  # level-0 pixels covering the patch
 
-    def infer(batch: list) -> np.ndarray:  # noqa: ANN001
+    def infer(batch: list) -> np.ndarray:
         x = torch.cat(batch)
         with torch.inference_mode():
             p = sum(torch.sigmoid(m(x).reshape(-1).double()) for m in members) / len(members)
@@ -306,8 +306,8 @@ def memory_child(args: argparse.Namespace) -> None:
     import torch  # noqa: F401  (imported before the baseline so that both sizes start from the same state)
 
     from wsi_amf import Slide, load_bundle, screen
-    from wsi_amf.options import ScreenOptions
     from wsi_amf.ensemble import Ensemble
+    from wsi_amf.options import ScreenOptions
 
     n = args.memory_child
     with Slide(args.slide, mpp=args.mpp) as sl:
@@ -391,12 +391,12 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.ERROR)
     import torch
+    from bundles import random_bundle  # tests/bundles.py
 
     from wsi_amf import Slide, screen
-    from wsi_amf.options import ScreenOptions
-    from bundles import random_bundle  # tests/bundles.py
     from wsi_amf.bundle import load_bundle
     from wsi_amf.ensemble import Ensemble
+    from wsi_amf.options import ScreenOptions
 
     if args.repeat is None:
         args.repeat = 1 if args.quick else 3
@@ -632,11 +632,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         figures = {
             "slide": str(slide_path), "dimensions": dims, "slide_mpp": slide_mpp, "points": n, "inside": n_cls,
-            "architecture": "+".join(cfg.architectures), "members": len(cfg.members), "model": model_label, "batch_size": args.batch_size, "patch_size": size, "repeat": args.repeat,
+            "architecture": "+".join(cfg.architectures), "members": len(cfg.members), "model": model_label,
+            "batch_size": args.batch_size, "patch_size": size, "repeat": args.repeat,
             "load_average_start": load0, "load_average_end": os.getloadavg()[0],
             "model_mpp": mpp, "engine": ens_fast.engine, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "patches_per_s": {"pipeline_cold": r_cold, "pipeline_warm": r_warm, "model_eager": r_eager,
-                              "model_optimised": r_fast, "read_tile_threaded": r_tile, "read_tile_1thread": rate(n, best["read_tile_1"]), "read_random_1thread": r_rand,
+                              "model_optimised": r_fast, "read_tile_threaded": r_tile,
+                              "read_tile_1thread": rate(n, best["read_tile_1"]), "read_random_1thread": r_rand,
                               "cache_writes": r_write, "tiatoolbox_input_order": r_tia, "tiatoolbox_tile_order": r_tia_tile,
                               "naive": r_naive, **{f"model_{alt}": rate(n, best[alt]) for alt in alternatives}},
             "seconds": {"pipeline_cold": t_cold, "pipeline_warm": t_warm, "model_eager": t_eager, "model_optimised": t_fast,

@@ -149,7 +149,8 @@ def main() -> None:
         row = measure(label, recipe_name, overrides, device=device, batches=batches, batch=batch, engine=not args.quick)
         rows.append(row)
         print(f"  measured {row.label}", flush=True)
-    header = f"{'model':24s} {'architecture':18s} {'input':18s} {'batch':>5s} {'train img/s':>12s} {'eval img/s':>11s} {'engine img/s':>15s}"
+    header = (f"{'model':24s} {'architecture':18s} {'input':18s} {'batch':>5s} {'train img/s':>12s} {'eval img/s':>11s} "
+              f"{'engine img/s':>15s}")
     print(header)
     print("-" * len(header))
     for r in rows:

@@ -22,13 +22,13 @@ import numpy as np
 import pytest
 import tifffile
 from click.testing import CliRunner
+from conftest import MITOSES_UM, write_points_csv
 from PIL import Image
 
-from conftest import MITOSES_UM, write_points_csv
 from wsi_amf import screen
 from wsi_amf.cli import main
-from wsi_amf.synthetic import random_scene, write_pyramidal_tiff
 from wsi_amf.options import ScreenOptions
+from wsi_amf.synthetic import random_scene, write_pyramidal_tiff
 
 NOBODY = 65534
 
@@ -203,7 +203,7 @@ S = "slide"
 M = "model"
 R = "roi"
 T = "stack"
-O = "option"
+OPT = "option"
 WIDE = (2048.0, 2048.0)  # the good slide, in pixels (0.512 mm square)
 RING = [[100, 100], [900, 100], [900, 900], [100, 900], [100, 100]]
 
@@ -311,22 +311,22 @@ CASES = [
     Case("stack-unreadable", T, stack_of("stack.tiff", np.zeros((1, 128, 128, 3), np.uint8), photometric="rgb"),
          "permission denied", unreadable=True),
     # --- options
-    Case("option-mpp-zero", O, None, "--mpp 0", 2, ("--mpp", "0")),
-    Case("option-mpp-negative", O, None, "--mpp -0.25", 2, ("--mpp", "-0.25")),
-    Case("option-mpp-nan", O, None, "--mpp nan", 2, ("--mpp", "nan")),
-    Case("option-mpp-millimetres", O, None, "not millimetres", 2, ("--mpp", "0.00025")),
-    Case("option-mpp-nanometres", O, None, "--mpp 250", 2, ("--mpp", "250")),
-    Case("option-threshold", O, None, "--threshold", 2, ("--threshold", "1.5")),
-    Case("option-batch-size-zero", O, None, "--batch-size", 2, ("--batch-size", "0")),
-    Case("option-workers-zero", O, None, "--workers", 2, ("--workers", "0")),
-    Case("option-device", O, None, "--device 'tpu'", 2, ("--device", "tpu")),
-    Case("option-engine", O, None, "--engine", 2, ("--engine", "tensorrt")),
-    Case("option-export", O, None, "--export", 2, ("--export", "xml")),
-    Case("option-points-format", O, None, "--points-format", 2, ("--points-format", "xml")),
-    Case("option-x-col-alone", O, None, "--x-col and --y-col", 2, ("--x-col", "x")),
-    Case("option-min-score-nan", O, None, "--min-score nan", 2, ("--min-score", "nan")),
-    Case("option-out-is-a-file", O, None, "--out", 2, ("--out", "{file}")),
-    Case("option-cache-is-a-file", O, None, "cannot be created", 1, ("--cache", "{file}"), names="a_file"),
+    Case("option-mpp-zero", OPT, None, "--mpp 0", 2, ("--mpp", "0")),
+    Case("option-mpp-negative", OPT, None, "--mpp -0.25", 2, ("--mpp", "-0.25")),
+    Case("option-mpp-nan", OPT, None, "--mpp nan", 2, ("--mpp", "nan")),
+    Case("option-mpp-millimetres", OPT, None, "not millimetres", 2, ("--mpp", "0.00025")),
+    Case("option-mpp-nanometres", OPT, None, "--mpp 250", 2, ("--mpp", "250")),
+    Case("option-threshold", OPT, None, "--threshold", 2, ("--threshold", "1.5")),
+    Case("option-batch-size-zero", OPT, None, "--batch-size", 2, ("--batch-size", "0")),
+    Case("option-workers-zero", OPT, None, "--workers", 2, ("--workers", "0")),
+    Case("option-device", OPT, None, "--device 'tpu'", 2, ("--device", "tpu")),
+    Case("option-engine", OPT, None, "--engine", 2, ("--engine", "tensorrt")),
+    Case("option-export", OPT, None, "--export", 2, ("--export", "xml")),
+    Case("option-points-format", OPT, None, "--points-format", 2, ("--points-format", "xml")),
+    Case("option-x-col-alone", OPT, None, "--x-col and --y-col", 2, ("--x-col", "x")),
+    Case("option-min-score-nan", OPT, None, "--min-score nan", 2, ("--min-score", "nan")),
+    Case("option-out-is-a-file", OPT, None, "--out", 2, ("--out", "{file}")),
+    Case("option-cache-is-a-file", OPT, None, "cannot be created", 1, ("--cache", "{file}"), names="a_file"),
     Case("option-stack-out-is-a-directory", T, lambda env, d: env.stack, "is a directory", 2, ("--out", "{dir}"),
          names="--out"),
 ]
@@ -389,7 +389,7 @@ def test_bad_input(case: Case, env: Env) -> None:
     assert code == case.code, output
     assert len(errors) == 1 and lines[-1] == errors[0], output  # ends with exactly one error line
     assert "Traceback" not in output and "unexpected" not in errors[0], output
-    named = case.names or (case.args[0] if case.kind == O else bad.name)
+    named = case.names or (case.args[0] if case.kind == OPT else bad.name)
     assert named in errors[0] and case.expect in errors[0], errors[0]
     assert snapshot(out) == before_out, "a failed run left output behind"
     after_cache = snapshot(env.cache)
@@ -400,7 +400,7 @@ def test_bad_input(case: Case, env: Env) -> None:
 
 def test_corpus_covers_every_kind_of_input() -> None:
     kinds = {c.kind for c in CASES}
-    assert len(CASES) >= 40 and kinds == {P, S, M, R, T, O}
+    assert len(CASES) >= 40 and kinds == {P, S, M, R, T, OPT}
     assert len({c.id for c in CASES}) == len(CASES)
 
 

@@ -26,10 +26,10 @@ from wsi_amf.batch.worker import SlideWorker
 from wsi_amf.cli import main
 from wsi_amf.ensemble import Ensemble
 from wsi_amf.errors import ManifestError, OptionError
-from wsi_amf.stats import wilson_interval
-from wsi_amf.screen import fill_cache
-from wsi_amf.synthetic import write_slide_with_points
 from wsi_amf.options import ScreenOptions
+from wsi_amf.screen import fill_cache
+from wsi_amf.stats import wilson_interval
+from wsi_amf.synthetic import write_slide_with_points
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = ("a", "b", "sub__a")
@@ -346,10 +346,9 @@ def local_ray():
 def test_ray_executor_gives_the_local_cohort_table(local_ray, cli_run, cohort, tiny_bundle, threshold, tmp_path):
     _, local_out = cli_run
     slides, points = cohort
-    result = screen_batch(slides,
-                          options=ScreenOptions(threshold=threshold, batch_size=4,
-                                                cache_dir=tmp_path / "cache"), points_dir=points, points_patterns=["{parent}/{stem}.csv"], recursive=True,
-                          out=tmp_path / "out", model=tiny_bundle.path, executor="ray", ray_actors=2, progress=False)
+    result = screen_batch(slides, options=ScreenOptions(threshold=threshold, batch_size=4, cache_dir=tmp_path / "cache"),
+                          points_dir=points, points_patterns=["{parent}/{stem}.csv"], recursive=True, out=tmp_path / "out",
+                          model=tiny_bundle.path, executor="ray", ray_actors=2, progress=False)
     local = json.loads((local_out / "cohort.json").read_text())
     distributed = json.loads((tmp_path / "out" / "cohort.json").read_text())
     drop = ("seconds",)

@@ -11,12 +11,12 @@ import textwrap
 import numpy as np
 import openslide
 import pytest
-
 from conftest import write_points_csv
+
 from wsi_amf import screen
 from wsi_amf.cache import open_cache
-from wsi_amf.slide import Slide
 from wsi_amf.options import ScreenOptions
+from wsi_amf.slide import Slide
 
 
 @pytest.fixture()

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wsi_amf.errors import DatasetError, OptionError
 from wsi_amf.datasets import detect_format, load_dataset, load_images
+from wsi_amf.errors import DatasetError, OptionError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MIDOG_HEADER = ["image_id", "filename", "coordinateX", "coordinateY", "Tumor", "Scanner", "Origin", "Species",

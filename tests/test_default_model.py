@@ -12,8 +12,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-
 from conftest import shared_file
+
 from wsi_amf.bundle import default_bundle_path, load_bundle
 from wsi_amf.datasets import load_dataset
 from wsi_amf.ensemble import Ensemble

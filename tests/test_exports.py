@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import MITOSES_UM, write_points_csv
+
 from wsi_amf import screen
 from wsi_amf.cli import main
 from wsi_amf.errors import OptionError

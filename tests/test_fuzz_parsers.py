@@ -17,10 +17,10 @@ from PIL import Image
 from safetensors.numpy import save as save_safetensors
 
 from wsi_amf.bundle import BundleConfig, load_bundle
-from wsi_amf.errors import BundleError, DatasetError, OptionError, RoiError
-from wsi_amf.roi import Roi, read_roi
 from wsi_amf.datasets import MIDOG_DOMAINS, load_dataset
+from wsi_amf.errors import BundleError, DatasetError, OptionError, RoiError
 from wsi_amf.inference.track2 import read_stack
+from wsi_amf.roi import Roi, read_roi
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -168,7 +168,7 @@ def test_stack_reader_on_damaged_tiffs(tmp_path: Path, edits: list[tuple[int, in
 @pytest.mark.parametrize("name, check", [("roi.geojson", check_roi), ("stack.tiff", check_stack)])
 @FUZZ
 @given(content=st.binary(max_size=300))
-def test_readers_on_bytes(tmp_path: Path, name: str, check, content: bytes) -> None:  # noqa: ANN001
+def test_readers_on_bytes(tmp_path: Path, name: str, check, content: bytes) -> None:
     path = tmp_path / name
     path.write_bytes(content)
     check(path)

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from wsi_amf import hotspot, screen
 from wsi_amf.hotspot import densest_square, find_hotspot
-from wsi_amf.stats import wilson_interval
 from wsi_amf.options import ScreenOptions
+from wsi_amf.stats import wilson_interval
 
 
 def brute_force(xy: np.ndarray, side: float) -> tuple[float, float, int]:
@@ -100,7 +100,7 @@ def test_the_compiled_sweep_and_its_python_source_agree() -> None:
     calls = []
     source = hotspot._sweep.py_func  # the function numba compiled, run by the interpreter
 
-    def python_sweep(*args):  # noqa: ANN002
+    def python_sweep(*args):
         calls.append(len(args[2]))
         return source(*args)
 
@@ -118,12 +118,12 @@ class _CountingNumpy:
     def __init__(self) -> None:
         self.elements = 0
 
-    def __getattr__(self, name: str):  # noqa: ANN204
+    def __getattr__(self, name: str):
         attr = getattr(np, name)
         if not callable(attr) or isinstance(attr, (type, np.ufunc)):
             return attr
 
-        def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        def counted(*args, **kwargs):
             self.elements += sum(a.size for a in args if isinstance(a, np.ndarray))
             return attr(*args, **kwargs)
 
@@ -138,9 +138,13 @@ def test_the_hotspot_search_does_not_grow_quadratically(monkeypatch) -> None:
     for n in (2000, 20000):
         counting = _CountingNumpy()
         monkeypatch.setattr(hotspot, "np", counting)
-        events = []
-        sweep = hotspot._sweep
-        monkeypatch.setattr(hotspot, "_sweep", lambda *a: events.append(len(a[2])) or sweep(*a))
+        events: list[int] = []
+
+        def counted(*a, events=events, sweep=hotspot._sweep):
+            events.append(len(a[2]))
+            return sweep(*a)
+
+        monkeypatch.setattr(hotspot, "_sweep", counted)
         densest_square(rng.uniform(0, 3000, (n, 2)), 1000.0)
         monkeypatch.undo()
         work[n] = counting.elements

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import write_points_csv
+
 from wsi_amf.cli import main
 
 

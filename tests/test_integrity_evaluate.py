@@ -9,9 +9,9 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import report_values, shared_file, write_points_csv
 from PIL import Image
 
-from conftest import report_values, shared_file, write_points_csv
 from wsi_amf.bundle import BUNDLE_FILE, default_bundle_path
 from wsi_amf.cli import main
 

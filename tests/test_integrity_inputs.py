@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-
 from conftest import SyntheticSlide, write_points_csv
+
 from wsi_amf.cli import main
 
 #: Seconds a screening subprocess may take (a tiny model on 8 candidates takes about 10 s on a busy 2-core CPU).

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import write_points_csv
+
 from wsi_amf.cli import main
 from wsi_amf.outputs import check_output_set
 from wsi_amf.synthetic import write_slide_with_points

@@ -11,6 +11,7 @@ import pytest
 
 from wsi_amf.bundle import BUNDLE_FILE, default_bundle_path, load_bundle
 from wsi_amf.calibration import Calibration, choose_calibration, fit_calibration, fit_logistic, logit
+from wsi_amf.options import ScreenOptions
 from wsi_amf.quantify import (
     Reference,
     ScoreHistogram,
@@ -23,7 +24,6 @@ from wsi_amf.quantify import (
     pool,
     shift_sd,
 )
-from wsi_amf.options import ScreenOptions
 
 IDENTITY = Calibration("temperature", {"t": 1.0})
 

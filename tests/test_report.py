@@ -20,11 +20,11 @@ from PIL import Image
 from wsi_amf import screen
 from wsi_amf.cli import main
 from wsi_amf.errors import OptionError, ReportError
+from wsi_amf.inference.reports import metrics_report
+from wsi_amf.options import ScreenOptions
 from wsi_amf.report import cohort_report, evaluation_report, evaluation_report_dir, slide_report, write_reports
 from wsi_amf.slide import Slide
 from wsi_amf.stats import roc_curve
-from wsi_amf.inference.reports import metrics_report
-from wsi_amf.options import ScreenOptions
 
 
 class Elements(HTMLParser):
@@ -338,7 +338,8 @@ def test_evaluation_report_from_a_folder(evaluation, tmp_path) -> None:
 
 SORT_PROBE = """
 var th = Array.prototype.find.call(document.querySelectorAll("#slides th"), function (t) { return t.textContent === "Classified"; });
-function order() { return Array.prototype.map.call(document.querySelectorAll("#slides tbody tr"), function (r) { return r.cells[0].textContent; }).join("|"); }
+function order() { return Array.prototype.map.call(document.querySelectorAll("#slides tbody tr"),
+                                                function (r) { return r.cells[0].textContent; }).join("|"); }
 th.click(); var up = order(); th.click();
 probe(up + " / " + order());
 """

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import MITOSES_UM, write_points_csv
+
 from wsi_amf import screen
 from wsi_amf.cli import main
 from wsi_amf.errors import RoiError
-from wsi_amf.roi import read_roi
 from wsi_amf.options import ScreenOptions
+from wsi_amf.roi import read_roi
 
 
 def square(cx: float, cy: float, half: float) -> list[list[float]]:

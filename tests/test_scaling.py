@@ -15,10 +15,10 @@ from conftest import write_points_csv
 
 from wsi_amf import Points, screen
 from wsi_amf.exports import gc_json_text
-from wsi_amf.outputs import check_output_set, geojson_text, table_text, write_outputs
-from wsi_amf.report import slide_report
-from wsi_amf.report import slide as slide_report_module
 from wsi_amf.options import ScreenOptions
+from wsi_amf.outputs import check_output_set, geojson_text, table_text, write_outputs
+from wsi_amf.report import slide as slide_report_module
+from wsi_amf.report import slide_report
 
 
 class Counted(np.ndarray):
@@ -27,18 +27,18 @@ class Counted(np.ndarray):
 
     touched = 0
 
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN204
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         Counted.touched += sum(np.size(x) for x in inputs if isinstance(x, np.ndarray))
         inputs = tuple(x.view(np.ndarray) if isinstance(x, Counted) else x for x in inputs)
         if "out" in kwargs:
             kwargs["out"] = tuple(x.view(np.ndarray) if isinstance(x, Counted) else x for x in kwargs["out"])
         return _counted(getattr(ufunc, method)(*inputs, **kwargs))
 
-    def __array_function__(self, func, types, args, kwargs):  # noqa: ANN001, ANN204
+    def __array_function__(self, func, types, args, kwargs):
         Counted.touched += sum(a.size for a in _arrays(args) + _arrays(tuple(kwargs.values())))
         return super().__array_function__(func, types, args, kwargs)
 
-    def __getitem__(self, key):  # noqa: ANN001, ANN204
+    def __getitem__(self, key):
         Counted.touched += sum(k.size for k in (key if isinstance(key, tuple) else (key,)) if isinstance(k, np.ndarray))
         return super().__getitem__(key)
 
@@ -53,7 +53,7 @@ def _arrays(values: tuple) -> list[np.ndarray]:
     return out
 
 
-def _counted(result):  # noqa: ANN001, ANN202
+def _counted(result):
     if isinstance(result, tuple):
         return tuple(_counted(r) for r in result)
     return result.view(Counted) if isinstance(result, np.ndarray) and result.ndim else result
@@ -67,7 +67,7 @@ def screened(tmp_path_factory, slide025, tiny_bundle):
     return screen(slide025.path, points, ScreenOptions(cache_dir=tmp / "cache"), model=tiny_bundle, progress=False)
 
 
-def large_result(template, n: int, *, seed: int = 0, counted: bool = False):  # noqa: ANN001, ANN202
+def large_result(template, n: int, *, seed: int = 0, counted: bool = False):
     """``template`` with ``n`` candidates spread over its slide: random scores, a few skipped, ids and
     detector scores carried (arrays ``Counted`` when asked)."""
     rng = np.random.default_rng(seed)
@@ -130,7 +130,7 @@ def test_the_image_layer_shows_each_class_where_the_candidates_are(tmp_path, scr
     colours = {True: tuple(int(AMF_HEX[k:k + 2], 16) for k in (1, 3, 5)),
                False: tuple(int(NMF_HEX[k:k + 2], 16) for k in (1, 3, 5))}
     covered = layer[..., 3] > 0
-    for (x, y), amf, ok in zip(screened.points.xy, screened.atypical, screened.classified):
+    for (x, y), ok in zip(screened.points.xy, screened.classified):
         i, j = int(round(y * sy)), int(round(x * sx))
         if ok:
             assert layer[i, j, 3] == 255

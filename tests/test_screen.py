@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import csv
+import importlib.util
 import json
 import math
 import subprocess
@@ -15,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import MITOSES_UM, shared_file, write_points_csv
+
 from wsi_amf import screen
 from wsi_amf.cli import main
 from wsi_amf.ensemble import Ensemble
+from wsi_amf.options import ScreenOptions
 from wsi_amf.outputs import AMF_CLASS, NMF_CLASS
 from wsi_amf.stats import wilson_interval
-from wsi_amf.options import ScreenOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,9 +6,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import MITOSES_UM, shared_file
 from PIL import Image
 
-from conftest import MITOSES_UM, shared_file
 from wsi_amf.errors import OptionError, SlideError
 from wsi_amf.slide import PatchReader, Slide
 from wsi_amf.synthetic import write_pyramidal_tiff

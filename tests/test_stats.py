@@ -7,8 +7,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from wsi_amf.stats import (best_balanced_accuracy_threshold, binary_metrics, midranks, otsu_threshold,
-                                      roc_auc, roc_curve)
+from wsi_amf.stats import best_balanced_accuracy_threshold, binary_metrics, midranks, otsu_threshold, roc_auc, roc_curve
 
 # y / p of six patches; by hand at threshold 0.5: TP 2 (0.8, 0.9), FN 1 (0.35), FP 1 (0.6), TN 2 (0.1, 0.4).
 Y = np.array([0, 0, 1, 1, 0, 1])

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from click.testing import CliRunner
-
-from conftest import shared_file
 from bundles import random_bundle
+from click.testing import CliRunner
+from conftest import shared_file
+
 from wsi_amf.bundle import load_bundle
 from wsi_amf.cli import main
 from wsi_amf.ensemble import Ensemble

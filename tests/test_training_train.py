@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import report_values
 from PIL import Image
 
-from conftest import report_values
 from wsi_amf.bundle import load_bundle
 from wsi_amf.cli.train import classify_cmd, evaluate_cmd, train_cmd
+from wsi_amf.datasets import load_dataset
 from wsi_amf.ensemble import Ensemble
 from wsi_amf.errors import OptionError
-from wsi_amf.datasets import load_dataset
 from wsi_amf.stats import best_balanced_accuracy_threshold
 from wsi_amf.training import RecipeChanges, train, trainer
 

@@ -18,13 +18,13 @@ from .errors import ReportError as ReportError
 from .errors import RoiError as RoiError
 from .errors import SlideError as SlideError
 from .errors import WsiAmfError as WsiAmfError
+from .options import ScreenOptions as ScreenOptions
 from .points import Points as Points
 from .points import PointsOptions as PointsOptions
 from .points import read_points as read_points
+from .results import ScreenResult as ScreenResult
 from .roi import Roi as Roi
 from .roi import read_roi as read_roi
-from .options import ScreenOptions as ScreenOptions
-from .results import ScreenResult as ScreenResult
 from .screen import screen as screen
 from .slide import Slide as Slide
 

@@ -154,7 +154,7 @@ class PatchCache:
             return
         log.info("patch cache %s is read-only: cached patches are used, missing ones read and not kept", self.path)
 
-    def _group(self, top):  # noqa: ANN001, ANN202
+    def _group(self, top):
         from zarr.codecs import BloscCodec
 
         name = self.path.name
@@ -173,7 +173,7 @@ class PatchCache:
             g.create_array("coords", shape=(0, 2), chunks=(_INDEX_CHUNK, 2), dtype="float64", fill_value=0.0)
         return g
 
-    def _load(self, g) -> None:  # noqa: ANN001
+    def _load(self, g) -> None:
         # Patch chunks are never skipped as "empty": zarr's check compares every chunk with the fill value,
         # which costs more than the compression itself (benchmarks/README.md, cache writes).
         self._patches = g["patches"].with_config({"write_empty_chunks": True})

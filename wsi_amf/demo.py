@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .options import ScreenOptions
 from .screen import ScreenResult, screen
 from .synthetic import write_slide_with_points
-from .options import ScreenOptions
 
 DEMO_MPP = 0.25
 

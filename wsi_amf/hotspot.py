@@ -122,7 +122,7 @@ def densest_square(xy: np.ndarray, side: float) -> tuple[float, float, int]:
     return float(x[inside].min()), top, count
 
 
-def _compiled(fn):  # noqa: ANN001, ANN202
+def _compiled(fn):
     """``fn`` compiled by numba, cached on disk (beside this file, else in the user's cache folder); where
     neither can be written, compiled once per process."""
     try:

@@ -468,8 +468,8 @@ def shift_sd(score: np.ndarray, labels: np.ndarray, units: np.ndarray) -> float:
     return between_sd(z - np.where(y == 1, z[y == 1].mean(), z[y == 0].mean()), units)
 
 
-def fit_reference(score: np.ndarray, labels: np.ndarray, groups: Sequence[Any], folds: np.ndarray, *,
-                  domains: Mapping[str, Sequence[Any]] | None = None,
+def fit_reference(score: np.ndarray, labels: np.ndarray, groups: Sequence[Any] | np.ndarray, folds: np.ndarray, *,
+                  domains: Mapping[str, Sequence[Any] | np.ndarray] | None = None,
                   estimator: str = DEFAULT_ESTIMATOR) -> tuple[Reference, dict[str, float]]:
     """A reference from out-of-fold predictions: the calibration chosen by cross-validated log-loss over
     ``folds``. Also returns each method's cross-validated log-loss (and the uncalibrated scores')."""

@@ -17,7 +17,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
@@ -73,6 +73,7 @@ class Slide:
             raise SlideError(f"slide {self.path}: cannot be read ({exc.strerror or one_line(exc)})") from None
         if empty:
             raise SlideError(f"slide {self.path}: the file is empty (0 bytes)")
+        self._osr: Any  # an OpenSlide, or the plain-image stand-in; None once closed
         try:
             self._osr = openslide.OpenSlide(str(self.path))
             self.backend = "openslide"
@@ -81,9 +82,9 @@ class Slide:
             self.backend = "image"
         except (openslide.OpenSlideError, OSError) as exc:
             raise SlideError(f"slide {self.path}: cannot be read by OpenSlide ({one_line(exc)})") from None
-        self.dimensions: tuple[int, int] = tuple(self._osr.dimensions)  # type: ignore[assignment]
+        self.dimensions: tuple[int, int] = tuple(self._osr.dimensions)
         self.level_downsamples: tuple[float, ...] = tuple(float(d) for d in self._osr.level_downsamples)
-        self.level_dimensions: tuple[tuple[int, int], ...] = tuple(tuple(d) for d in self._osr.level_dimensions)  # type: ignore[misc]
+        self.level_dimensions: tuple[tuple[int, int], ...] = tuple(tuple(d) for d in self._osr.level_dimensions)
         meta_mpp = self._metadata_mpp()
         if mpp is not None:
             self.mpp, self.mpp_source = float(mpp), "option"
@@ -194,7 +195,7 @@ class Slide:
             rgba = self._osr.read_region((int(round(cx0 * ds)), int(round(cy0 * ds))), level, (cx1 - cx0, cy1 - cy0))
         except Exception as exc:  # openslide raises OpenSlideError; corrupt tiles surface here
             raise SlideError(f"slide {self.path}: reading level {level} at ({cx0}, {cy0}) failed ({one_line(exc)})") from None
-        if rgba.mode == "RGBA" and rgba.getchannel("A").getextrema()[0] < 255:
+        if rgba.mode == "RGBA" and int(rgba.getchannel("A").getextrema()[0]) < 255:
             # Transparent = no tissue scanned: composite onto white.
             arr = np.asarray(rgba)
             alpha = arr[..., 3:4].astype(np.uint16)
@@ -312,7 +313,7 @@ def lower_thread_priority() -> bool:
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         return os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 19
-    except Exception:  # noqa: BLE001 - refused in some sandboxes: the pool then does all the reading
+    except Exception:
         return False
 
 

@@ -47,7 +47,8 @@ class Scene:
         for _ in range(4):
             kx, ky = rng.uniform(-1, 1, 2) * 2 * np.pi / rng.uniform(40, 200)
             ph = rng.uniform(0, 2 * np.pi)
-            tex += np.float32(0.25) * np.cos(np.float32(kx) * xs[None, :].astype(np.float32) + np.float32(ky) * ys[:, None].astype(np.float32) + np.float32(ph))
+            tex += np.float32(0.25) * np.cos(np.float32(kx) * xs[None, :].astype(np.float32)
+                                             + np.float32(ky) * ys[:, None].astype(np.float32) + np.float32(ph))
         img = np.empty((h, w, 3), dtype=np.float32)
         for c in range(3):
             img[..., c] = BACKGROUND[c] - 12.0 * tex

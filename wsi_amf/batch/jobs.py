@@ -114,7 +114,7 @@ def manifest_jobs(manifest: str | Path) -> list[SlideJob]:
             continue
         if not row.get("slide"):
             raise ManifestError(f"manifest {path} row {n}: the slide cell is empty")
-        rows.append((_resolve(base, row["slide"]), _resolve(base, row.get("points")), _resolve(base, row.get("roi"))))
+        rows.append((_path(base, row["slide"]), _resolve(base, row.get("points")), _resolve(base, row.get("roi"))))
     if not rows:
         raise ManifestError(f"manifest {path}: lists no slide")
     keys = [_slide_key(s) for s, _, _ in rows]
@@ -160,7 +160,9 @@ def _flatten(rel: Path) -> str:
 
 
 def _resolve(base: Path, cell: str | None) -> Path | None:
-    if not cell:
-        return None
+    return _path(base, cell) if cell else None
+
+
+def _path(base: Path, cell: str) -> Path:
     p = Path(cell).expanduser()
     return (p if p.is_absolute() else base / p).absolute()

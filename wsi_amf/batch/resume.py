@@ -21,9 +21,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from .._version import __version__
 from ..bundle import BUNDLE_FILE, ModelBundle
 from ..errors import OutputError
-from .._version import __version__
 from ..files import atomic_write_text
 from ..options import ScreenOptions
 from ..outputs import check_output_set

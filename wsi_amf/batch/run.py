@@ -6,10 +6,10 @@ that fails is recorded and the others go on. The cohort table is rewritten after
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from ..bundle import ModelBundle, load_bundle

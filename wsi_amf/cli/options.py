@@ -137,7 +137,9 @@ def screening_options(f: F) -> F:
         batch_size_option,
         tta_option,
         threshold_option,
-        click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True, help="Slide reader threads while the model waits for patches (one low-priority thread reads while it is busy)."),
+        click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True,
+                     help="Slide reader threads while the model waits for patches (one low-priority thread reads while it "
+                          "is busy)."),
         click.option("--report", is_flag=True,
                      help="Also write <stem>.report.html: thumbnail with every candidate, hotspot, histogram, galleries."),
         points_options,

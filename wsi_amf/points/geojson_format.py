@@ -57,9 +57,9 @@ def read_table(path: Path, documents: Sequence[tuple[str, Any]], *, score_col: s
             if isinstance(found, str):
                 skipped[found] += 1
                 continue
-            points, columns, measurements = found
+            points, carried, measurements = found
             xy.extend(points)
-            rows.append((where, len(points), columns, measurements))
+            rows.append((where, len(points), carried, measurements))
 
     if skipped:
         summary = ", ".join(f"{count} {why}" for why, count in skipped.most_common())

@@ -4,8 +4,8 @@
 
 Unlike COCO, `bbox` is two corners (MIDOG++ draws a 50 x 50 px box around each figure); the point is its
 midpoint, in level-0 pixels (a figure cut by the image's edge can lie just outside it, at a negative
-coordinate: it is kept, and screening reports it as outside the slide). The slide is found by `file_name` (or `db_slide`). Columns carried: `class`
-(the category's name: `mitotic figure` or the hard negative `not mitotic figure`) and `annotation_id`.
+coordinate: it is kept, and screening reports it as outside the slide). The slide is found by `file_name` (or
+`db_slide`). Columns carried: `class` (the category's name: `mitotic figure` or the hard negative `not mitotic figure`) and `annotation_id`.
 A numeric `score` (a detector's COCO-style output) is the detector score.
 """
 
@@ -72,7 +72,7 @@ def read_table(
         xy.append(_centre(at, annotation.get("bbox")))
         category = annotation.get("category_id")
         label = text_field(at, "'category_id'", category)  # a string, a number or null by now: hashable
-        carried["class"].append(category_names.get(category, label))
+        carried["class"].append(label if category is None else category_names.get(category, label))
         carried["annotation_id"].append(text_field(at, "'id'", annotation.get("id")))
         has_score |= score_key in annotation
         scores.append(optional_score(at, quote(score_key), annotation.get(score_key)))

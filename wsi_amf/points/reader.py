@@ -14,7 +14,6 @@ import numpy as np
 from ..choices import POINTS_FORMATS
 from ..errors import OptionError, PointsError
 from ..files import load_json
-
 from . import csv_format, files, gc_json, geojson_format, midogpp, sliderunner
 from .model import (
     CLASS_COLUMNS,

@@ -4,8 +4,9 @@ Tables used: `Slides(uid, filename, width, height)`, `Annotations(uid, slide, gu
 agreedClass)`, `Annotations_coordinates(coordinateX, coordinateY, annoId, orderIdx)`, `Classes(uid, name)`.
 The slide is found by its file name (or `db_slide`); deleted annotations are skipped. Coordinates are level-0
 pixels (a figure cut by the image's edge may lie just outside it, even at a negative coordinate: it is kept,
-and screening reports it as outside the slide). A spot is its (first) coordinate, a polygon its centroid, a rectangle or circle the centre of its
-coordinates' bounding box. Columns carried: `class` (the agreed class's name), `annotation_uid`, `guid`.
+and screening reports it as outside the slide). A spot is its (first) coordinate, a polygon its centroid, a
+rectangle or circle the centre of its coordinates' bounding box. Columns carried: `class` (the agreed class's
+name), `annotation_uid`, `guid`.
 """
 
 from __future__ import annotations

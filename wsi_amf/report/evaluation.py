@@ -52,7 +52,8 @@ def evaluation_report(
               f'<div>{confusion_svg(metrics["tp"], metrics["fp"], metrics["tn"], metrics["fn"], threshold=thr)}</div></div>')
     warning = (metrics.get("training_overlap") or {}).get("warning")
     sections = [
-        *([h.section("Warning: in-sample figures", f'<p class="note" data-key="training_overlap" data-value="{h.esc(warning)}">{h.esc(warning)}</p>',
+        *([h.section("Warning: in-sample figures",
+                     f'<p class="note" data-key="training_overlap" data-value="{h.esc(warning)}">{h.esc(warning)}</p>',
                      ident="in-sample")] if warning else []),
         h.section("Overview", _overview(metrics), ident="overview"),
         h.section("Metrics", _threshold_table(metrics), ident="metrics",

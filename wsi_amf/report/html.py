@@ -21,8 +21,8 @@ from .._version import __version__
 from ..files import atomic_write_text
 from ..outputs import AMF_COLOR, NMF_COLOR
 
-AMF_HEX = "#%02x%02x%02x" % tuple(AMF_COLOR)  # the GeoJSON classes' colours
-NMF_HEX = "#%02x%02x%02x" % tuple(NMF_COLOR)
+AMF_HEX = "#{:02x}{:02x}{:02x}".format(*AMF_COLOR)  # the GeoJSON classes' colours
+NMF_HEX = "#{:02x}{:02x}{:02x}".format(*NMF_COLOR)
 HOTSPOT_HEX = "#ffb000"
 
 CSS = """
@@ -64,7 +64,7 @@ svg { max-width: 100%%; height: auto; display: block; }
 .legend span { display: inline-block; margin-right: 16px; }
 .dot { display: inline-block; width: 11px; height: 11px; border-radius: 50%%; vertical-align: -1px; margin-right: 4px; }
 footer { color: var(--muted); font-size: 12px; text-align: center; padding: 0 0 24px; }
-""" % {"amf": AMF_HEX, "nmf": NMF_HEX, "hot": HOTSPOT_HEX}
+""" % {"amf": AMF_HEX, "nmf": NMF_HEX, "hot": HOTSPOT_HEX}  # noqa: UP031 - CSS is full of braces
 
 # Click a header to sort by it; numbers sort by their data-sort value, blanks last.
 SORT_JS = """

@@ -281,7 +281,8 @@ def _summary_table(s: Mapping[str, Any], sl: Slide, summary_path: Path) -> str:
     rows: list[tuple[str, Any]] = [
         ("Slide", h.Cell(h.esc(s["slide"]))),
         ("Size (level 0)", h.Cell(f"{sl.dimensions[0]} \u00d7 {sl.dimensions[1]} px")),
-        ("Resolution", h.Cell(f"{h.fmt(s.get('mpp'), 4)} \u00b5m/px ({h.esc(s.get('mpp_source'))})", attrs={"data-key": "mpp", "data-value": s.get("mpp")})),
+        ("Resolution", h.Cell(f"{h.fmt(s.get('mpp'), 4)} \u00b5m/px ({h.esc(s.get('mpp_source'))})",
+                              attrs={"data-key": "mpp", "data-value": s.get("mpp")})),
         ("Candidates", h.cell(s.get("n_candidates"), key="n_candidates")),
         ("Classified", h.cell(s.get("n_classified"), key="n_classified")),
         ("Skipped (outside the slide)", h.cell(s.get("n_skipped"), key="n_skipped")),

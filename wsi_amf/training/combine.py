@@ -68,7 +68,10 @@ def combine(bundles: Sequence[str | Path | ModelBundle], data: str | Path | Patc
 def _copy_members(sources: list[ModelBundle], target: Path, *, name: str) -> BundleConfig:
     """Copy every member of ``sources`` into ``target``; the combined configuration (before its metrics)."""
     first = sources[0].config
-    members, digests, overrides, folds = [], {}, {}, {}
+    members: list[str] = []
+    digests: dict[str, str] = {}
+    overrides: dict[str, dict[str, Any]] = {}
+    folds: dict[str, int] = {}
     for source in sources:
         for k in range(len(source.config.members)):
             member = source.config.member(k)

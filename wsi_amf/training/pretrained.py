@@ -18,7 +18,7 @@ import importlib
 import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import OptionError
 
@@ -88,6 +88,7 @@ def load_backbone(model: torch.nn.Module, checkpoint: Checkpoint, arch: str) -> 
     import torch
 
     where = f"--pretrained-file {checkpoint.name or checkpoint.path}"
+    state: Any
     try:
         if checkpoint.path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -111,7 +112,7 @@ def load_backbone(model: torch.nn.Module, checkpoint: Checkpoint, arch: str) -> 
 
 def _classifier_keys(model: torch.nn.Module) -> set[str]:
     """The state-dict names of the model's classifier (timm's ``get_classifier``)."""
-    head = {id(p) for p in model.get_classifier().parameters()}
+    head = {id(p) for p in cast(Any, model).get_classifier().parameters()}
     return {name for name, p in model.named_parameters() if id(p) in head}
 
 

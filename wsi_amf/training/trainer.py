@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -75,7 +75,7 @@ def init_head(model: torch.nn.Module, prior: float) -> None:
     over 1,280 features, logits near +-20 that wreck pretrained features in the first steps.)"""
     import torch
 
-    head = model.get_classifier()
+    head = cast(Any, model).get_classifier()  # timm's models have it; torch's Module type does not say so
     if not isinstance(head, torch.nn.Linear) or head.out_features != 1:
         raise OptionError(f"the classifier of {type(model).__name__} is not a one-logit linear layer ({head})")
     p = min(max(float(prior), 1e-3), 1.0 - 1e-3)
