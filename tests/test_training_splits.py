@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from wsi_amf.errors import DatasetError
@@ -62,6 +62,7 @@ def test_too_few_groups() -> None:
     st.integers(2, 5),
     st.integers(0, 1000),
 )
+@example([(0, 0), (0, 0), (1, 0), (2, 0), (3, 1), (4, 1)], 5, 0)  # fewer figures of each class than folds
 def test_never_leaks_a_group(items: list[tuple[int, int]], k: int, seed: int) -> None:
     groups = np.array([f"g{g}" for g, _ in items])
     labels = np.array([y for _, y in items])

@@ -32,7 +32,7 @@ class Fold:
 
 def stratified_group_folds(labels: np.ndarray, groups: np.ndarray, n_folds: int, *, seed: int = 0) -> list[Fold]:
     """``n_folds`` folds, stratified by label and grouped by ``groups`` (deterministic for a seed)."""
-    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
     y = np.asarray(labels).astype(np.int64)
     g = np.asarray(groups)
@@ -45,7 +45,10 @@ def stratified_group_folds(labels: np.ndarray, groups: np.ndarray, n_folds: int,
         raise DatasetError(
             f"only {n_groups} groups (source slides/images) for {n_folds} folds: lower --folds or check --group-column"
         )
-    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    splitter: GroupKFold | StratifiedGroupKFold = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    if np.bincount(y, minlength=2).max() < n_folds:  # too few figures of either class to stratify (scikit-learn refuses)
+        log.warning("only %d figures for %d folds: the folds are grouped but not stratified", y.size, n_folds)
+        splitter = GroupKFold(n_splits=n_folds)
     fold_of = np.empty(y.size, dtype=np.int64)
     with warnings.catch_warnings():  # "the least populated class has fewer members than n_splits": logged below
         warnings.simplefilter("ignore", UserWarning)
