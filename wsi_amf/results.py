@@ -49,6 +49,11 @@ class ScreenResult:
     stain: np.ndarray | None = None  # [n, 2] mean H and E of each classified patch's centre (NaN otherwise)
     stain_range: StainRange | None = None  # the training slides' range of median H and E
 
+    def __post_init__(self) -> None:
+        for array in (self.status, self.p_atypical, self.stain):  # not changed after the result is built
+            if isinstance(array, np.ndarray):
+                array.flags.writeable = False
+
     @property
     def stem(self) -> str:
         return self.output_stem or self.slide_path.stem

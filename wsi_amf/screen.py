@@ -13,6 +13,7 @@ import logging
 import shutil
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -72,36 +73,60 @@ def screen(
         ensemble = open_ensemble(model, device=opts.device, engine=opts.engine, tta=opts.tta)
         cfg = ensemble.bundle.config
         reference, stain_range = _quantification(ensemble.bundle)
-        with open_cache(opts.cache_dir, sl.path, sl.identity(), size=cfg.patch_size, mpp=cfg.mpp, enabled=opts.cache,
-                        max_gb=opts.cache_max_gb) as pc:
-            cache_idx = np.full(len(pts), -1, dtype=np.int64)
-            cache_idx[order] = pc.locate(pts.xy[order])
-            needed = np.unique(cache_idx[order])
-            _check_space(pc, needed)
-            timings["prepare"] = time.perf_counter() - t0 - timings["points"]
-            t_classify = time.perf_counter()
-            scores = score_patches(sl, pc, needed, ensemble, batch_size=opts.batch_size, workers=opts.workers,
-                                   progress=progress)
-            timings["classify"] = time.perf_counter() - t_classify
-            cache_path, cache_mode = pc.path, pc.mode
-        p, stain = _per_candidate(scores, cache_idx, order)
-        _mark_glass(sl, status, stain)
-        timings["read"], timings["model"] = scores.reads.seconds, scores.model_seconds
+        scored = _score(sl, pts, order, ensemble, opts, progress=progress, timings=timings, t0=t0)
+        _mark_glass(sl, status, scored.stain)
         timings["total"] = time.perf_counter() - t0
         info = ensemble.info
         result = ScreenResult(
             slide_path=sl.path, slide_mpp=sl.mpp, mpp_source=sl.mpp_source, dimensions=sl.dimensions,
-            points=pts, status=status, p_atypical=p,
+            points=pts, status=status, p_atypical=scored.p,
             threshold=cfg.threshold if opts.threshold is None else float(opts.threshold),
             model={**ensemble.bundle.describe(), "bundle_threshold": cfg.threshold},
             engine={"device": info.device, "engine": info.engine, "tta": info.tta, "autocast": info.autocast_dtype,
                     "batch_size": opts.batch_size},
-            cache_path=cache_path, cache_mode=cache_mode, n_read=scores.reads.read, n_cached=scores.reads.cached,
-            timings=dict(timings), roi=region, output_stem=stem, reference=reference, stain=stain[:, :2],
-            stain_range=stain_range,
+            cache_path=scored.cache_path, cache_mode=scored.cache_mode, n_read=scored.reads.read,
+            n_cached=scored.reads.cached, timings=dict(timings), roi=region, output_stem=stem, reference=reference,
+            stain=scored.stain[:, :2], stain_range=stain_range,
         )
-    if out is None:
-        return result
+    return result if out is None else _write(result, out, opts, timings)
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """Per candidate: the ensemble's score and the patch stain statistics (NaN where not classified); how the
+    cache served them."""
+
+    p: np.ndarray
+    stain: np.ndarray
+    reads: ReadStats
+    cache_path: Path
+    cache_mode: str
+
+
+def _score(sl: Slide, pts: Points, order: np.ndarray, ensemble: Ensemble, opts: ScreenOptions, *, progress: bool,
+           timings: dict[str, float], t0: float) -> _Scored:
+    """Score the candidates at ``order`` through the patch cache; ``timings`` gets ``prepare`` (since ``t0``,
+    after ``points``), ``classify``, ``read`` and ``model``."""
+    cfg = ensemble.bundle.config
+    with open_cache(opts.cache_dir, sl.path, sl.identity(), size=cfg.patch_size, mpp=cfg.mpp, enabled=opts.cache,
+                    max_gb=opts.cache_max_gb) as pc:
+        cache_idx = np.full(len(pts), -1, dtype=np.int64)
+        cache_idx[order] = pc.locate(pts.xy[order])
+        needed = np.unique(cache_idx[order])
+        _check_space(pc, needed)
+        timings["prepare"] = time.perf_counter() - t0 - timings["points"]
+        t_classify = time.perf_counter()
+        scores = score_patches(sl, pc, needed, ensemble, batch_size=opts.batch_size, workers=opts.workers,
+                               progress=progress)
+        timings["classify"] = time.perf_counter() - t_classify
+        cache_path, cache_mode = pc.path, pc.mode
+    timings["read"], timings["model"] = scores.reads.seconds, scores.model_seconds
+    p, stain = _per_candidate(scores, cache_idx, order)
+    return _Scored(p, stain, scores.reads, cache_path, cache_mode)
+
+
+def _write(result: ScreenResult, out: str | Path, opts: ScreenOptions, timings: dict[str, float]) -> ScreenResult:
+    """Write the outputs (and the report) of ``result``; the result with them and the final timings."""
     outputs = write_outputs(result, out, export=opts.export, timings=timings)
     if opts.report:
         from .report import slide_report
