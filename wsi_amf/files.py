@@ -191,13 +191,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` for a writer that takes a file name (safetensors' ``save_file``): synced
-    and renamed over ``path`` if the block succeeds, removed otherwise."""
+    """A temporary path beside ``path`` for a writer that takes a file name (safetensors' ``save_file``): synced,
+    given the usual permissions and renamed over ``path`` if the block succeeds, removed otherwise."""
     dest = Path(path)
     _make_parent(dest)
-    with temp_file(dest, "r+b") as (fh, tmp):
+    with temp_file(dest, "r+b") as (_, tmp):
         yield Path(tmp)
-        os.fsync(fh.fileno())  # the writer wrote through its own handle: sync what it wrote
+        with open(tmp, "rb") as written:  # the writer may have replaced the file: sync and open up what is there now
+            os.fsync(written.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
     _replace(tmp, dest)
 
 
