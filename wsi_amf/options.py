@@ -9,6 +9,7 @@ batch refuses a bad option before its first slide.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,14 @@ from .slide import check_mpp_option
 
 #: Options that change only speed or where work happens, not results (left out of the resume fingerprint).
 NEUTRAL_OPTIONS = frozenset({"device", "engine", "batch_size", "workers", "cache_dir", "cache", "cache_max_gb"})
+
+
+def check_model_run(batch_size: int, threshold: float | None) -> None:
+    """OptionError for a batch size or decision threshold no model run can use (screening and patch inference)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise OptionError(f"--batch-size {batch_size}: must be at least 1")
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise OptionError(f"--threshold {threshold}: must be between 0 and 1")
 
 
 @dataclass(frozen=True)
@@ -58,10 +67,7 @@ class ScreenOptions:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir))
         if isinstance(self.roi, str):
             object.__setattr__(self, "roi", Path(self.roi))
-        if self.batch_size < 1:
-            raise OptionError(f"--batch-size {self.batch_size}: must be at least 1")
-        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise OptionError(f"--threshold {self.threshold}: must be between 0 and 1")
+        check_model_run(self.batch_size, self.threshold)
         if self.workers < 1:
             raise OptionError(f"--workers {self.workers}: must be at least 1")
         check_mpp_option(self.mpp)

@@ -178,8 +178,9 @@ def handle_errors(f: F) -> F:
 
 def build_screen_options(points_options: PointsOptions, values: dict[str, Any]) -> ScreenOptions:
     """The ``ScreenOptions`` of ``screening_options``' values (those it adds are taken out of ``values``)."""
+    from dataclasses import fields
+
     from ..options import ScreenOptions
 
-    names = ("cache_dir", "cache", "cache_max_gb", "mpp", "roi", "export", "device", "engine", "batch_size", "tta",
-             "threshold", "workers", "report")
+    names = [f.name for f in fields(ScreenOptions) if f.name != "points"]
     return ScreenOptions(points=points_options, **{name: values.pop(name) for name in names})

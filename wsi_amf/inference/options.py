@@ -6,7 +6,6 @@ or model is read.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from ..bundle import ModelBundle, load_bundle
 from ..choices import ENGINES
 from ..ensemble import Ensemble, open_ensemble
 from ..errors import OptionError
+from ..options import check_model_run
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,7 @@ class InferenceOptions:
     threshold: float | None = None  # decision threshold on P(atypical)
 
     def __post_init__(self) -> None:
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, numbers.Integral) or self.batch_size < 1:
-            raise OptionError(f"--batch-size {self.batch_size}: must be at least 1")
-        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise OptionError(f"--threshold {self.threshold}: must be between 0 and 1")
+        check_model_run(self.batch_size, self.threshold)
         if self.engine not in ENGINES:
             raise OptionError(f"--engine {self.engine!r}: expected one of {', '.join(ENGINES)}")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
