@@ -38,6 +38,15 @@ def log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
+def workspace(workdir: Path | None, prefix: str) -> tuple[Path, tuple[float, float, float]]:
+    """The working folder (``workdir``, or a new temporary one) and the load average at the start (logged)."""
+    work = workdir or Path(tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    load = os.getloadavg()
+    log(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
+    return work, load
+
+
 def make_slides(directory: Path, n: int, points: int) -> list[tuple[Path, Path]]:
     from wsi_amf.synthetic import write_slide_with_points
 
@@ -70,10 +79,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
 
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="wsi-amf-batch-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
-    load0 = os.getloadavg()
-    log(f"load average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} on {os.cpu_count()} CPUs")
+    work, load0 = workspace(args.workdir, "wsi-amf-batch-bench-")
     try:
         slides_dir = work / "slides"
         log(f"writing {args.slides} synthetic slides with {args.points} candidates each ...")

@@ -3,6 +3,7 @@ and the shared real data (skipped when ``../shared/data`` is absent)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,10 @@ import numpy as np
 import pytest
 
 from wsi_amf.synthetic import Scene, random_scene, write_pyramidal_tiff
+
+# Every Ray instance a test starts (and its subprocesses) binds and connects on 127.0.0.1 only: Ray reads this
+# when it is imported, and otherwise takes the machine's interface address.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SCENE_UM = 512.0
@@ -130,3 +135,8 @@ def report_values(path: Path) -> dict[str, str]:
 
     text = path.read_text(encoding="utf-8")
     return {html.unescape(k): html.unescape(v) for k, v in re.findall(r'data-key="([^"]*)" data-value="([^"]*)"', text)}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The multi-node Ray tests run last, out of the way of the rest of the suite."""
+    items.sort(key=lambda item: item.get_closest_marker("cluster") is not None)

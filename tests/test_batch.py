@@ -20,8 +20,8 @@ from click.testing import CliRunner
 from wsi_amf import screen, screen_batch
 from wsi_amf.batch import find_slides, folder_jobs, manifest_jobs
 from wsi_amf.batch.cohort import CSV_COLUMNS, ROW_KEYS
-from wsi_amf.batch.executors import actor_plan
 from wsi_amf.batch.jobs import unique_stems
+from wsi_amf.batch.ray_executor import actor_plan
 from wsi_amf.batch.worker import SlideWorker
 from wsi_amf.cli import main
 from wsi_amf.ensemble import Ensemble
@@ -313,6 +313,8 @@ def test_cli_manifest_and_option_errors(cohort, tiny_bundle, tmp_path):
         (["batch", str(slides), "--points-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "o1")], 2, "--points-dir"),
         (["batch", str(slides), "--out", str(tmp_path / "o1"), "--mpp", "-1"], 2, "--mpp -1"),
         (["batch", str(slides), "--out", str(tmp_path / "o1"), "--executor", "dask"], 2, "--executor"),
+        (["batch", str(slides), "--out", str(tmp_path / "o1"), "--slide-timeout", "0"], 2, "--slide-timeout"),
+        (["batch", str(slides), "--out", str(tmp_path / "o1"), "--ray-retries", "-1"], 2, "--ray-retries"),
         (["batch", str(slides), "--out", str(tmp_path / "o1"), "--model", str(empty)], 1, "bundle.json is missing"),
     ]:
         res = CliRunner().invoke(main, argv + (base if "--model" not in argv else ["--cache", str(tmp_path / "c")]))
@@ -351,9 +353,13 @@ def test_ray_executor_gives_the_local_cohort_table(local_ray, cli_run, cohort, t
                           model=tiny_bundle.path, executor="ray", ray_actors=2, progress=False)
     local = json.loads((local_out / "cohort.json").read_text())
     distributed = json.loads((tmp_path / "out" / "cohort.json").read_text())
-    drop = ("seconds",)
+    drop = ("seconds", "node", "worker")
     assert [{k: v for k, v in r.items() if k not in drop} for r in distributed["slides"]] == [
         {k: v for k, v in r.items() if k not in drop} for r in local["slides"]]
+    node = local_ray.get_runtime_context().get_node_id()
+    assert {r["node"] for r in distributed["slides"] if r["status"] == "ok"} == {node}
+    assert len({r["worker"] for r in distributed["slides"] if r["status"] == "ok"}) in (1, 2)  # actor ids
+    assert all(r["node"] is None and r["worker"] is None for r in local["slides"])
     assert distributed["options"]["executor"] == "ray" and result.n_ok == 3 and result.n_failed == 2
     for stem in GOOD:
         assert (tmp_path / "out" / f"{stem}.csv").read_text() == (local_out / f"{stem}.csv").read_text()

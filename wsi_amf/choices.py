@@ -30,4 +30,4 @@ LOSSES = ("bce", "focal")
 SAMPLERS = ("none", "balanced")
 OPTIMIZERS = ("adam", "adamw")
 #: Training augmentations (``--augment``).
-AUGMENTATIONS = ("transpose", "hflip", "vflip", "shift_scale_rotate", "stain")
+AUGMENTATIONS = ("transpose", "hflip", "vflip", "shift_scale_rotate", "stain", "colour")

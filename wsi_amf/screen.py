@@ -22,7 +22,7 @@ import numpy as np
 from .bundle import ModelBundle
 from .cache import PatchCache, open_cache
 from .ensemble import Ensemble, open_ensemble
-from .errors import BundleError, OptionError, PointsError
+from .errors import BundleError, OptionError, PointsError, SlideError
 from .options import ScreenOptions
 from .outputs import write_outputs
 from .points import Points, PointsOptions, SlideContext
@@ -45,6 +45,7 @@ def screen(
     out: str | Path | None = None,
     stem: str | None = None,
     progress: bool = True,
+    stop: threading.Event | None = None,
 ) -> ScreenResult:
     """Classify every candidate of ``points`` on ``slide`` as a normal or atypical mitotic figure.
 
@@ -56,7 +57,8 @@ def screen(
     CSV table, summary and the ``options.export`` files are written there atomically, named ``<stem>.*``
     (default: the slide's file stem); with ``options.report`` too, the HTML slide report ``<stem>.report.html``
     (``wsi_amf.report.slide_report``). Every input is checked before the model loads and before the patch
-    cache is touched.
+    cache is touched. ``stop``, once set, abandons the slide (SlideError) before anything is written: a batch
+    whose slide ran past its time limit sets it.
 
     ``timings`` of the result (seconds): ``points`` (reading them), ``prepare`` (the model, the cache's index),
     ``classify`` (wall time of reading patches and the model, which overlap), ``read`` and ``model`` (the time
@@ -88,6 +90,8 @@ def screen(
             n_cached=scored.reads.cached, timings=dict(timings), roi=region, output_stem=stem, reference=reference,
             stain=scored.stain[:, :2], stain_range=stain_range,
         )
+    if stop is not None and stop.is_set():
+        raise SlideError(f"slide {sl.path}: abandoned (stop was set); nothing written")
     return result if out is None else _write(result, out, opts, timings)
 
 

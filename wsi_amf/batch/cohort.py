@@ -9,9 +9,11 @@ The contract (read by the cohort report)::
                  "n_candidates", "n_classified", "n_atypical", "n_normal", "called_amf_ratio",
                  "amf_ratio", "amf_ratio_ci95", "amf_ratio_method", "estimated_n_atypical",
                  "atypical_to_normal_ratio", "atypical_to_normal_ratio_ci95", "domain_warning", "ratio_warning",
-                 "summary", "geojson", "csv", "report", "seconds"}]}
+                 "summary", "geojson", "csv", "report", "seconds", "node", "worker"}]}
 
 ``reused``: the row of a slide finished by an earlier run (up to date), kept as that run recorded it.
+``node`` / ``worker``: the Ray node and actor that screened the slide (last tried it, for a failed one); None
+in a local run.
 ``n_atypical`` / ``n_normal`` count the calls; ``amf_ratio`` is the estimated share of atypical figures
 (``wsi_amf.quantify``). The pooled entry treats every slide with a summary as one set of candidates (their
 score histograms added), estimated like a slide. Paths of per-slide outputs are relative to OUT. The CSV has
@@ -39,13 +41,15 @@ COUNTS = ("n_candidates", "n_classified", "n_atypical", "n_normal", "called_amf_
           "domain_warning", "ratio_warning")
 INTERVALS = ("amf_ratio_ci95", "atypical_to_normal_ratio_ci95")
 OUTPUT_KINDS = ("summary", "geojson", "csv", "report")
-ROW_KEYS = ("slide", "stem", "points", "roi", "status", "reused", "error", *COUNTS, *OUTPUT_KINDS, "seconds")
+ROW_KEYS = ("slide", "stem", "points", "roi", "status", "reused", "error", *COUNTS, *OUTPUT_KINDS, "seconds", "node",
+            "worker")
 CSV_COLUMNS = tuple(c for k in ROW_KEYS for c in ((f"{k}_low", f"{k}_high") if k in INTERVALS else (k,)))
 HISTOGRAM = "_histogram"  # a row's score histogram (for the pooled ratio; not written)
 
 
 def slide_row(job: SlideJob, *, status: str, error: str | None = None, summary: Mapping[str, Any] | None = None,
-              outputs: Mapping[str, str] | None = None, seconds: float | None = None) -> dict[str, Any]:
+              outputs: Mapping[str, str] | None = None, seconds: float | None = None, node: str | None = None,
+              worker: str | None = None) -> dict[str, Any]:
     """A row of the table; counts come from the slide's summary (None for a slide without one)."""
     if status not in STATUSES:
         raise ValueError(f"status {status!r} is not one of {STATUSES}")
@@ -60,6 +64,7 @@ def slide_row(job: SlideJob, *, status: str, error: str | None = None, summary: 
     row.update({k: summary.get(k) for k in COUNTS})
     row.update({k: outputs.get(k) for k in OUTPUT_KINDS})
     row["seconds"] = None if seconds is None else round(float(seconds), 3)
+    row["node"], row["worker"] = node, worker
     if summary.get("score_histogram"):
         row[HISTOGRAM] = ScoreHistogram.from_json(summary["score_histogram"])
     return row

@@ -70,6 +70,8 @@ def screen_batch(
     executor: str = "local",
     ray_address: str | None = None,
     ray_actors: int | None = None,
+    ray_retries: int = 2,
+    slide_timeout: float | None = None,
     prefetch: bool = True,
     progress: bool = True,
     on_row: Callable[[dict[str, Any]], None] | None = None,
@@ -78,13 +80,18 @@ def screen_batch(
     CSV ``manifest`` (``slide,points[,roi]``) into ``out``: per slide the outputs of :func:`wsi_amf.screen`,
     plus ``cohort.json`` / ``cohort.csv``. ``options`` are the same for every slide, except that a manifest's
     ``roi`` cell replaces ``options.roi`` for its slide. ``on_row`` is called with each slide's row when it is
-    finished.
+    finished. A slide that takes longer than ``slide_timeout`` seconds is recorded failed and abandoned (its Ray
+    worker replaced). On Ray, a slide whose worker died is tried again on another, ``ray_retries`` times.
     """
     opts = options or ScreenOptions()
     if (slides is None) == (manifest is None):
         raise OptionError("give a slides folder or --manifest (one of them)")
     if executor not in EXECUTORS:
         raise OptionError(f"--executor {executor!r}: use one of {', '.join(EXECUTORS)}")
+    if slide_timeout is not None and not slide_timeout > 0:
+        raise OptionError(f"--slide-timeout {slide_timeout}: must be a positive number of seconds")
+    if ray_retries < 0:
+        raise OptionError(f"--ray-retries {ray_retries}: must be 0 or more")
     out = Path(out)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     jobs = _jobs(slides, manifest, out=out, opts=opts, points_dir=points_dir, points_patterns=points_patterns,
@@ -99,17 +106,19 @@ def screen_batch(
         bundle = _bundle(model)
     model_digest = resume.bundle_digest(bundle)
     write = _cohort_writer(out, jobs, bundle, model_digest, started=started,
-                           recorded=jsonable({**opts.record(), "executor": executor, "prefetch": prefetch, "force": force}))
+                           recorded=jsonable({**opts.record(), "executor": executor, "prefetch": prefetch, "force": force,
+                                             "slide_timeout": slide_timeout,
+                                             **({"ray_retries": ray_retries} if executor == "ray" else {})}))
     out.mkdir(parents=True, exist_ok=True)
     try:
         with resume.locked(out):  # a second batch into the same folder refuses here, before it writes anything
             rows, todo = _triage(jobs, out, model_digest=model_digest, options=opts, force=force)
-            run = _Run(rows, write=write, progress=progress, on_row=on_row)
+            run = _Run(rows, write=write, progress=progress, on_row=on_row, slide_timeout=slide_timeout)
             if worker is not None:
                 run.local(todo, worker)
             else:
                 run.ray(todo, model=None if model is None else str(bundle.path.absolute()), out=out, options=opts,
-                        prefetch=prefetch, address=ray_address, actors=ray_actors)
+                        prefetch=prefetch, address=ray_address, actors=ray_actors, retries=ray_retries)
             files = write(rows)
             if opts.report:
                 from ..report import cohort_report
@@ -153,24 +162,25 @@ class _Run:
     """Screens slides into ``rows``, rewriting the cohort table after each, with a progress bar over slides."""
 
     def __init__(self, rows: dict[str, dict[str, Any]], *, write: Callable[[dict[str, dict[str, Any]]], Any],
-                 progress: bool, on_row: Callable[[dict[str, Any]], None] | None) -> None:
+                 progress: bool, on_row: Callable[[dict[str, Any]], None] | None, slide_timeout: float | None) -> None:
         self.rows, self.write, self.progress, self.on_row = rows, write, progress, on_row
+        self.slide_timeout = slide_timeout
 
     def local(self, todo: list[tuple[SlideJob, str]], worker: SlideWorker) -> None:
         from .executors import run_local
 
         with self._bar(todo) as finished:
-            run_local(todo, worker, finished)
+            run_local(todo, worker, finished, slide_timeout=self.slide_timeout)
 
     def ray(self, todo: list[tuple[SlideJob, str]], *, model: str | None, out: Path, options: ScreenOptions,
-            prefetch: bool, address: str | None, actors: int | None) -> None:
-        from .executors import run_ray
+            prefetch: bool, address: str | None, actors: int | None, retries: int) -> None:
+        from .ray_executor import run_ray
 
         absolute = options.replace(**{k: getattr(options, k).absolute() for k in ("cache_dir", "roi")
                                       if isinstance(getattr(options, k), Path)})  # any cwd
         with self._bar(todo) as finished:
             run_ray(todo, model=model, out=out.absolute(), options=absolute, prefetch=prefetch, on_row=finished,
-                    address=address, actors=actors)
+                    address=address, actors=actors, retries=retries, slide_timeout=self.slide_timeout)
 
     @contextmanager
     def _bar(self, todo: list[tuple[SlideJob, str]]) -> Iterator[Callable[[dict[str, Any]], None]]:

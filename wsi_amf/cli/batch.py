@@ -45,6 +45,11 @@ def _fmt_row(row: dict[str, Any]) -> str:
               help="Ray cluster to join (e.g. auto, or ray://head:10001). Default: $RAY_ADDRESS, else a local Ray.")
 @click.option("--ray-actors", type=click.IntRange(min=1), default=None,
               help="Ray workers, each loading the model once. Default: one per GPU, or one per 4 CPUs.")
+@click.option("--ray-retries", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Ray: how many more times a slide is tried when its worker dies (killed, out of memory, node lost).")
+@click.option("--slide-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds a slide may take; one that takes longer is recorded failed and abandoned (on Ray its "
+              "worker is replaced). Default: no limit.")
 @screening_options
 @click.pass_context
 @handle_errors

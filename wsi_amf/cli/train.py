@@ -83,7 +83,7 @@ def dataset_options(f: F) -> F:
 @click.option("--sampler", type=click.Choice(SAMPLERS), default=None, help="Batch sampling.")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None, help="Optimiser.")
 @click.option("--augment", default=None, callback=lambda ctx, param, value: _operations(value),
-              help="Comma-separated augmentations: transpose, hflip, vflip, shift_scale_rotate, stain; or 'none'.")
+              help="Comma-separated augmentations: transpose, hflip, vflip, shift_scale_rotate, stain, colour; or 'none'.")
 @click.option("--focal-gamma", type=float, default=None, help="Focal loss gamma.")
 @click.option("--focal-alpha", type=click.FloatRange(0.0, 1.0), default=None, help="Focal loss weight of atypical figures.")
 @click.option("--stain-alpha", type=float, default=None, help="H&E augmentation: stain scale in 1 +/- alpha.")

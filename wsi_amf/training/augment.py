@@ -12,7 +12,10 @@ Operations (each applied per patch with probability ``p``; ``stain`` with ``stai
   bilinear, reflected borders (albumentations' ShiftScaleRotate defaults);
 - ``stain``: H&E stain augmentation by colour deconvolution (Ruifrok & Johnston 2001): RGB -> optical
   density -> haematoxylin / eosin / DAB concentrations; each channel scaled by U(1 - alpha, 1 + alpha) and
-  shifted by U(-beta, beta); back to RGB.
+  shifted by U(-beta, beta); back to RGB;
+- ``colour``: scanner and lab colour: brightness and contrast each scaled by U(1 - c, 1 + c), saturation by
+  U(1 - 2c, 1 + 2c) and hue turned by up to +/- ``hue_deg`` degrees (rotation about the grey axis),
+  ``c = colour_strength`` (torchvision's ColorJitter at brightness = contrast = c, saturation 2c).
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ class AugmentConfig:
     stain_p: float = 1.0
     stain_alpha: float = 0.05
     stain_beta: float = 0.05
+    colour_strength: float = 0.15
+    hue_deg: float = 8.0
 
     def __post_init__(self) -> None:
         unknown = [op for op in self.operations if op not in OPERATIONS]
@@ -88,6 +93,30 @@ def stain_jitter(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> t
     return torch.exp(-od2).clamp_(0.0, 1.0).reshape(n, 3, h, w)
 
 
+def colour_jitter(x: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor, saturation: torch.Tensor,
+                  hue: torch.Tensor) -> torch.Tensor:
+    """Colour jitter of ``float [N, 3, H, W]`` RGB in [0, 1], per patch: ``brightness`` and ``contrast``
+    (about the patch's mean grey) as factors, ``saturation`` as a factor of the distance from grey, ``hue``
+    in radians (a rotation about the grey axis). All four factors are ``[N]``; factor 1 and hue 0 keep ``x``."""
+    import torch
+
+    n = x.shape[0]
+    dev = x.device
+    b, c, s, h = (t.to(dev, x.dtype).reshape(n, 1, 1, 1) for t in (brightness, contrast, saturation, hue))
+    luma = torch.tensor([0.299, 0.587, 0.114], device=dev, dtype=x.dtype).reshape(1, 3, 1, 1)
+    x = x * b
+    grey = (x * luma).sum(1, keepdim=True)
+    x = (x - grey.mean((2, 3), keepdim=True)) * c + grey.mean((2, 3), keepdim=True)
+    grey = (x * luma).sum(1, keepdim=True)
+    chroma = x - grey
+    # rotate the chroma about the grey axis (1, 1, 1) / sqrt(3) by Rodrigues' formula
+    axis = torch.full((1, 3, 1, 1), 1.0 / math.sqrt(3.0), device=dev, dtype=x.dtype)
+    cross = torch.cross(axis.expand_as(chroma), chroma, dim=1)
+    along = (chroma * axis).sum(1, keepdim=True) * axis
+    chroma = chroma * torch.cos(h) + cross * torch.sin(h) + along * (1.0 - torch.cos(h))
+    return (grey + chroma * s).clamp_(0.0, 1.0)
+
+
 def _shift_scale_rotate(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
     import torch
     import torch.nn.functional as F
@@ -124,6 +153,12 @@ def augment_batch(patches: torch.Tensor, cfg: AugmentConfig, gen: torch.Generato
             part = part.flip(2)
         elif op == "shift_scale_rotate":
             part = _shift_scale_rotate(part, cfg, gen)
+        elif op == "colour":
+            k = part.shape[0]
+            c = cfg.colour_strength
+            part = colour_jitter(part, _uniform((k,), 1.0 - c, 1.0 + c, gen), _uniform((k,), 1.0 - c, 1.0 + c, gen),
+                                 _uniform((k,), max(0.0, 1.0 - 2 * c), 1.0 + 2 * c, gen),
+                                 _uniform((k,), -cfg.hue_deg, cfg.hue_deg, gen) * (math.pi / 180.0))
         else:  # stain
             k = part.shape[0]
             scale = _uniform((k, 3), 1.0 - cfg.stain_alpha, 1.0 + cfg.stain_alpha, gen)
