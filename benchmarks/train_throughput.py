@@ -4,10 +4,10 @@
     python benchmarks/train_throughput.py --quick    # one timed batch, small batches, no ONNX column
 
 Rows: the ``convnextv2`` recipe's model (convnextv2_base, 60 % crop -> 128 px), the ``efficientvit``
-recipe's (efficientvit_l2 at 256 px, stain augmentation), EfficientNet-Lite0 (``tf_efficientnet_lite0``, the
-ImageNet-pretrained candidate of ``--pretrained-file efficientnet-lite0``, 60 % crop -> 128 px), and the
-built-in default model's architecture with
-the settings it was trained with (read from its ``bundle.json``). Training =
+recipe's (efficientvit_l2 at 256 px, stain augmentation), the former built-in model (``regnetx_002`` from
+scratch, 60 % crop -> 96 px, batch 64), and the built-in default model (EfficientNet-Lite0 fine-tuned from its
+ImageNet weights, ``--pretrained-file efficientnet-lite0``) with the settings it was trained with (read from
+its ``bundle.json``). Training =
 the real training step (augmentation on the device, Preprocess, forward, backward, clipping, optimiser;
 autocast + GradScaler on CUDA). Evaluation = one member in eval mode under ``torch.inference_mode``
 (eager PyTorch; autocast on CUDA), and, without ``--quick``, the ``Ensemble`` engine that ``evaluate``
@@ -27,8 +27,11 @@ import numpy as np
 RECIPE_ROWS = (
     ("convnextv2 recipe", "convnextv2", {}),
     ("efficientvit recipe", "efficientvit", {}),
-    # the pretrained candidate for the built-in model (weights do not change the speed: random here)
-    ("lite0, 60 % crop, 128 px", "convnextv2", {"arch": "tf_efficientnet_lite0", "img_size": 128, "lr": 2e-4}),
+    # the built-in model until wsi-amf 0.2 (5 x regnetx_002 from scratch); weights do not change the speed
+    ("former built-in (regnetx_002)", "convnextv2", {"arch": "regnetx_002", "img_size": 96, "crop": 0.6, "batch_size": 64,
+                                                     "optimizer": "adamw", "loss": "bce", "sampler": "none",
+                                                     "augment": ("transpose", "hflip", "vflip", "shift_scale_rotate",
+                                                                 "stain"), "stain_alpha": 0.1}),
 )
 # Hyper-parameters of the built-in model that change the cost of a training step.
 _COST_KEYS = ("arch", "img_size", "crop", "batch_size", "optimizer", "loss", "sampler", "augment", "stain_alpha",

@@ -13,8 +13,9 @@ import pytest
 from wsi_amf.synthetic import Scene, random_scene, write_pyramidal_tiff
 
 # Every Ray instance a test starts (and its subprocesses) binds and connects on 127.0.0.1 only: Ray reads this
-# when it is imported, and otherwise takes the machine's interface address.
+# when it is imported, and otherwise takes the machine's interface address. Nor does any report usage statistics.
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SCENE_UM = 512.0
