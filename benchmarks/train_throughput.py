@@ -70,9 +70,9 @@ def measure(label: str, recipe_name: str, overrides: dict, *, device: str, batch
             engine: bool) -> Row:
     import torch
 
-    from wsi_amf.training import resolve_recipe, trainer
+    from wsi_amf.training import RecipeChanges, resolve_recipe, trainer
 
-    rec = resolve_recipe(recipe_name, **overrides, **({"batch_size": batch} if batch else {}))
+    rec = resolve_recipe(recipe_name, RecipeChanges.from_mapping({**overrides, **({"batch_size": batch} if batch else {})}))
     bs = rec.batch_size
     rng = np.random.default_rng(0)
     patches = torch.from_numpy(rng.integers(0, 256, (bs, rec.patch_size, rec.patch_size, 3), dtype=np.uint8))

