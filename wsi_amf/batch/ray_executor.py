@@ -141,6 +141,7 @@ class _Pool:
         self.queue.extend(todo)
         waiting_since: float | None = None
         while True:
+            self._expire()  # every round: completions elsewhere must not delay a slide's time limit
             for slot in self.slots:
                 if slot.starting is None and slot.task is None:
                     self._submit(slot)
@@ -163,7 +164,6 @@ class _Pool:
                 wait = 5.0 if wait is None else min(wait, 5.0)
             done, _ = ray.wait([s.task for s in busy] + [s.starting for s in starting], num_returns=1, timeout=wait)
             if not done:
-                self._expire()
                 continue
             ref = done[0]
             slot = next(s for s in self.slots if ref in (s.task, s.starting))
