@@ -46,3 +46,7 @@ def test_demo_with_the_built_in_model(tmp_path):
     res = CliRunner().invoke(main, ["-q", "demo", "--out", str(tmp_path / "demo")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "demo" / "results" / "demo_slide.geojson").exists()
+    summary = json.loads((tmp_path / "demo" / "results" / "demo_slide.summary.json").read_text())
+    for key in ("domain_warning", "ratio_warning"):  # what screen shows, the demo shows (even with -q)
+        if summary[key]:
+            assert f"warning: {summary[key]}" in res.output

@@ -8,6 +8,7 @@ import click
 
 from ..text import amf_ratio_text
 from .options import device_option, handle_errors, model_option
+from .screen import echo_warnings
 from .verbosity import echo_detail, echo_result, is_quiet
 
 
@@ -32,6 +33,7 @@ def demo_cmd(ctx: click.Context, out: Path, model: str | None, device: str) -> N
                      f"engine {s['engine']['engine']} on {s['engine']['device']}")
     echo_result(ctx, f"{s['n_classified']} candidates classified: {s['n_atypical']} called atypical, {s['n_normal']} "
                      f"normal; {amf_ratio_text(s)}")
+    echo_warnings(ctx, s)
     echo_detail(ctx, f"  slide    {demo.slide}")
     echo_detail(ctx, f"  points   {demo.points}")
     for kind, path in r.outputs.items():

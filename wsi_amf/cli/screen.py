@@ -35,9 +35,7 @@ def screen_cmd(ctx: click.Context, slide: Path, points_path: Path, out: Path, po
     s = result.summary()
     echo_result(ctx, f"{result.slide_path.name}: {s['n_classified']} of {s['n_candidates']} candidates classified, "
                      f"{s['n_atypical']} called atypical, {s['n_normal']} normal; {amf_ratio_text(s)}")
-    for key in ("domain_warning", "ratio_warning"):
-        if s[key]:
-            echo_result(ctx, f"  warning: {s[key]}")
+    echo_warnings(ctx, s)
     if s["roi"] is not None:
         r = s["roi"]
         echo_result(ctx, f"  ROI {r['area_mm2']:.3f} mm2: {r['n_mf']} mitotic figures ({r['mf_per_2mm2']:.1f} per 2 mm2), "
@@ -45,3 +43,10 @@ def screen_cmd(ctx: click.Context, slide: Path, points_path: Path, out: Path, po
                          f"{s['n_skipped_outside_roi']} candidates outside the ROI")
     for kind, path in result.outputs.items():
         echo_detail(ctx, f"  {kind:8s} {path}")
+
+
+def echo_warnings(ctx: click.Context, summary: dict[str, Any]) -> None:
+    """The summary's domain and ratio warnings, one line each (shown with -q too)."""
+    for key in ("domain_warning", "ratio_warning"):
+        if summary.get(key):
+            echo_result(ctx, f"  warning: {summary[key]}")
