@@ -14,7 +14,8 @@ from .jobs import SlideJob
 from .worker import SlideWorker
 
 log = logging.getLogger(__name__)
-Todo = Sequence[tuple[SlideJob, str]]  # (job, fingerprint)
+Item = tuple[SlideJob, str]  # (job, fingerprint)
+Todo = Sequence[Item]
 OnRow = Callable[[dict[str, Any]], None]
 
 

@@ -26,8 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ..errors import OptionError, WsiAmfError
 from ..options import ScreenOptions
 from .cohort import slide_row
-from .executors import OnRow, Todo, timeout_error
-from .jobs import SlideJob
+from .executors import Item, OnRow, Todo, timeout_error
 from .worker import SlideWorker
 
 log = logging.getLogger(__name__)
@@ -100,8 +99,6 @@ def actor_plan(actors: int | None, device: str, nodes: Sequence[Mapping[str, flo
     return n, {"num_cpus": min(per, max(sum(cpus), 1.0) / n)}
 
 
-Item = tuple[SlideJob, str]  # (job, fingerprint)
-
 
 @dataclass
 class _Slot:
@@ -114,6 +111,12 @@ class _Slot:
     item: Item | None = None
     deadline: float = math.inf
     reserved: Item | None = None
+
+    def take(self) -> tuple[Any, Item | None]:
+        """The slide in flight (its task and item); the slot then has none."""
+        task, item = self.task, self.item
+        self.task, self.item, self.deadline = None, None, math.inf
+        return task, item
 
 
 class _Pool:
@@ -190,9 +193,8 @@ class _Pool:
 
     def _finished(self, slot: _Slot) -> None:
         ray = self.ray
-        ref, item = slot.task, slot.item
+        ref, item = slot.take()
         assert item is not None
-        slot.task, slot.item, slot.deadline = None, None, math.inf
         job = item[0]
         try:
             row = ray.get(ref)
@@ -224,9 +226,9 @@ class _Pool:
         for slot in self.slots:
             if slot.task is None or slot.deadline > now:
                 continue
-            assert slot.item is not None and self.timeout is not None
-            job, where = slot.item[0], dict(slot.where)
-            slot.task, slot.item, slot.deadline = None, None, math.inf
+            _, item = slot.take()
+            assert item is not None and self.timeout is not None
+            job, where = item[0], dict(slot.where)
             log.warning("slide %s: still running after %g s (--slide-timeout); its Ray worker is replaced",
                         job.slide, self.timeout)
             self._replace(slot)
