@@ -1,8 +1,9 @@
 """Do the built-in model's members differ in scale, or do their folds' figures differ? (label-free)
 
 Every figure of AMi-Br was seen in training by all members but the one of its fold. On a fold's figures this
-prints the median logit difference of the two members that both saw them (a member bias shows here), and the
-median logit of each of the three members on them (the held-out member against the two that saw them).
+prints how the members that saw them differ (the median logit difference of the two, with three members; with
+more, each one's median offset from their mean: a member bias shows here), and the median logit of every
+member on them (the held-out member against those that saw them).
 
     python benchmarks/member_agreement.py [../shared/data/amibr] [--model BUNDLE]
 """
@@ -41,8 +42,12 @@ def main() -> None:
         seen = [k for k in range(len(cfg.members)) if k != fold.index]
         medians = "  ".join(f"member {k}{' (held out)' if k == fold.index else ''} {np.median(logits[k][fold.val]):+.3f}"
                             for k in range(len(cfg.members)))
-        pair = f"members {seen[0]} - {seen[1]}: {np.median(logits[seen[0]][fold.val] - logits[seen[1]][fold.val]):+.3f}" \
-            if len(seen) == 2 else ""
+        if len(seen) == 2:
+            pair = f"members {seen[0]} - {seen[1]}: {np.median(logits[seen[0]][fold.val] - logits[seen[1]][fold.val]):+.3f}"
+        else:  # each member that saw the fold against the mean of those that saw it
+            mean = np.mean([logits[k][fold.val] for k in seen], axis=0)
+            offsets = [float(np.median(logits[k][fold.val] - mean)) for k in seen]
+            pair = f"members that saw it against their mean: {min(offsets):+.3f} to {max(offsets):+.3f}"
         print(f"fold {fold.index} ({len(fold.val)} figures): median logit {medians}; {pair}")
 
 

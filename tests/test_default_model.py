@@ -65,3 +65,21 @@ def test_recorded_oof_scores_each_slide_with_its_own_fold(default_bundle, amibr)
     for group, fold in default_bundle.config.fold_groups.items():
         assert set(oof.folds[amibr.groups == group].tolist()) == {fold + 1}
     assert roc_auc(amibr.labels, oof.p) == pytest.approx(default_bundle.config.metrics["cv_oof"]["roc_auc"], abs=0.005)
+
+
+def test_the_example_script_trains_the_shipped_recipe(default_bundle) -> None:
+    """``examples/train_default_model.py`` (how the README says the model was trained) sets what it recorded."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "train_default_model.py"
+    spec = importlib.util.spec_from_file_location("train_default_model", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    recorded = default_bundle.config.provenance["hyperparameters"]
+    changes = {f.name: getattr(example.CHANGES, f.name) for f in dataclasses.fields(example.CHANGES)}
+    set_here = {k: list(v) if isinstance(v, tuple) else v for k, v in changes.items() if v is not None}
+    assert set_here and {k: recorded[k] for k in set_here} == set_here
+    assert default_bundle.config.provenance["name"] == example.NAME
+    assert default_bundle.config.provenance["card"] == example.CARD

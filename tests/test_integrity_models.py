@@ -2,7 +2,8 @@
 
 ``bundle.json`` records each member's SHA-256 (``member_sha256``): a member whose bytes changed (a flipped
 byte, a block of random bytes inside its tensor data, a replaced file) is refused. Weights that hold NaN or
-infinite values (a BatchNorm running_var, say) are refused too, hashes or not. Each case runs the real CLI
+infinite values (a BatchNorm running_var, say) are refused too, hashes or not, and so is an int8 member
+whose tensor lost its scale. Each case runs the real CLI
 and must end with one ``Error:`` line naming the member, exit code 1, and no output folder.
 """
 
@@ -215,3 +216,20 @@ def test_member_of_another_shape_is_a_bundle_error_on_the_cpu_runtimes(engine, t
     bundle = save_bundle(tmp_path / "bundle", tiny_bundle.config, states).path
     res = run_screen(slide025.path, mitosis_points, bundle, tmp_path / "out", tmp_path / "cache", "--engine", engine)
     assert_refused(res, tmp_path / "out", "member-1.safetensors", "does not match architecture")
+
+
+def test_int8_member_that_lost_a_scale_is_refused(tiny_bundle, slide025, mitosis_points, tmp_path: Path) -> None:
+    """An int8 member (``--precision int8``) whose tensor lost its scale, hashes recorded over the loss."""
+    from safetensors.torch import load_file, save_file
+
+    from wsi_amf.precision import SCALE_SUFFIX, decode
+
+    states = [decode(load_file(str(p))) for p in tiny_bundle.member_paths()]
+    bundle = save_bundle(tmp_path / "bundle", tiny_bundle.config, states, precision="int8").path
+    stored = load_file(str(bundle / "member-1.safetensors"))
+    name = next(k for k, v in sorted(stored.items()) if k + SCALE_SUFFIX in stored)
+    del stored[name + SCALE_SUFFIX]
+    save_file(stored, str(bundle / "member-1.safetensors"))
+    rehash(bundle)
+    res = run_screen(slide025.path, mitosis_points, bundle, tmp_path / "out", tmp_path / "cache")
+    assert_refused(res, tmp_path / "out", str(bundle), "member-1.safetensors", repr(name), "has no scale")

@@ -203,7 +203,11 @@ def test_a_bundle_without_calibration_screens_uncorrected_and_warns_once(tmp_pat
 
 
 def test_the_built_in_model_records_its_out_of_fold_rates():
-    """The shipped quantification entry agrees with the recorded cross-validation figures of bundle.json."""
+    """The shipped quantification entry agrees with the recorded cross-validation figures of bundle.json.
+
+    The entry comes from the shipped weights' out-of-fold scores (``wsi-amf calibrate`` on the int8 members), the
+    recorded figures from training's float32 ones: a few figures next to the threshold change sides (3 of 547
+    atypical ones for the built-in model), hence a tolerance of 1 %."""
     if not (default_bundle_path() / BUNDLE_FILE).exists():
         pytest.skip("the built-in model is not shipped in this checkout")
     cfg = load_bundle(None).config
@@ -211,8 +215,8 @@ def test_the_built_in_model_records_its_out_of_fold_rates():
     rates = cfg.quantification["rates"]
     recorded = cfg.metrics["cv_oof"]
     assert rates["threshold"] == cfg.threshold and ref.score.size == recorded["n"] == 2679
-    assert rates["tpr"] == pytest.approx(recorded["sensitivity"], abs=0.005)
-    assert 1 - rates["fpr"] == pytest.approx(recorded["specificity"], abs=0.005)
+    assert rates["tpr"] == pytest.approx(recorded["sensitivity"], abs=0.01)
+    assert 1 - rates["fpr"] == pytest.approx(recorded["specificity"], abs=0.01)
     assert ref.rates(cfg.threshold) == rates
     assert ref.folds is not None and set(np.unique(ref.folds)) == set(range(1, len(cfg.members) + 1))
     losses = cfg.quantification["calibration_cv_log_loss"]
@@ -255,3 +259,39 @@ def _manifest(tmp_path, slide, points):
     path = tmp_path / "manifest.csv"
     path.write_text(f"slide,points\n{slide},{points}\n", encoding="utf-8")
     return path
+
+
+def test_acc_interval_does_not_collapse_when_a_small_slide_has_no_call():
+    """5 candidates, none called: a share of 0.3 gives that 16 % of the time ((1 - 0.1 - 0.7 x 0.3)^5 under the toy
+    reference's TPR 0.8 and FPR 0.1), so the interval must reach past it, not be [0, 0]."""
+    e = estimate(_slide(0, 5), _toy_reference(), "acc")
+    assert e.share == 0.0 and e.ci95[0] == 0.0 and e.ci95[1] >= 0.3
+
+
+def test_acc_interval_is_the_whole_range_when_no_rates_of_the_reference_explain_the_calls():
+    """100 of 100 called where the reference's TPR (0.8 or so, from 540 atypical figures) never reaches 1 in a
+    replicate: the estimate clips at 1 and so does every replicate; the interval says the calls do not bound
+    the share (the summary's ratio_warning says why)."""
+    ref = _simulated_reference(np.random.default_rng(7))
+    assert ref.rates(0.35)["tpr"] < 0.9
+    e = estimate(ScoreHistogram.of(np.full(100, 0.9), 0.35), ref, "acc")
+    assert e.share == 1.0 and e.ci95 == (0.0, 1.0)
+    inside = estimate(ScoreHistogram.of(np.r_[np.full(50, 0.9), np.full(50, 0.1)], 0.35), ref, "acc")
+    assert 0.0 < inside.ci95[0] < inside.share < inside.ci95[1] < 1.0
+
+
+def test_calls_below_every_site_fpr_get_the_single_slide_spread_not_a_zero_width_interval():
+    """A large slide with fewer calls than any site-level FPR allows: ACC clips at 0 in every replicate of the site
+    spread, so its interval comes from the single-slide spread (as for a slide flagged unlike the reference)."""
+    rng = np.random.default_rng(4)
+    groups = np.repeat(np.arange(150), 18)
+    y = (rng.random(groups.size) < 0.2).astype(int)
+    z = np.where(y == 1, 0.8, -1.5) + rng.normal(0, 0.6, 150)[groups] + rng.normal(0, 1.0, groups.size)  # slides differ
+    ref = fit_reference(1 / (1 + np.exp(-z)), y, groups, groups % 5)[0]
+    fpr = ref.rates(0.35)["fpr"]
+    n = 2000
+    low = int(0.6 * fpr * n)  # well below the FPR: an all-normal slide would give about fpr * n calls
+    hist = ScoreHistogram.of(np.r_[np.full(low, 0.9), np.full(n - low, 0.1)], 0.35)
+    e = estimate(hist, ref, "acc")
+    assert e.share == 0.0 and e.ci95 == estimate(hist, ref, "acc", unlike=True).ci95
+    assert 0.0 < e.ci95[1] < 1.0

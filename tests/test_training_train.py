@@ -77,7 +77,7 @@ def make_data_csv(root: Path) -> Path:
 def cli_bundle(data_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     out = tmp_path_factory.mktemp("cli") / "bundle"
     args = [str(data_csv), "--out", str(out), "--recipe", "convnextv2", "--arch", "convnextv2_atto", "--img-size", "32",
-            "--epochs", "1", "--folds", "2", "--batch-size", "8", "--device", "cpu", "--seed", "3", "--fp16", "--threads", "1",
+            "--epochs", "1", "--folds", "2", "--batch-size", "8", "--device", "cpu", "--seed", "3", "--precision", "int8", "--threads", "1",
             "--augment", "hflip,vflip,shift_scale_rotate,stain"]
     result = CliRunner().invoke(train_cmd, args)
     return out, result
@@ -107,7 +107,14 @@ def test_convnextv2_bundle_loads_and_predicts(cli_bundle: tuple[Path, Any]) -> N
     assert set(cfg.metrics["cv_oof"]) >= {"balanced_accuracy", "roc_auc", "threshold"}
     p = Ensemble(bundle, device="cpu", engine="torch").predict(np.zeros((3, 128, 128, 3), np.uint8))
     assert p.shape == (3,) and np.all((p >= 0) & (p <= 1))
+    # --precision int8: the large weights are int8 with their scales, and nothing is float32.
+    import torch
+    from safetensors.torch import load_file
 
+    stored = load_file(str(out / "member-0.safetensors"))
+    dtypes = {str(v.dtype) for v in stored.values()}
+    assert "torch.int8" in dtypes and "torch.float32" in dtypes and any(k.endswith("::scale") for k in stored)
+    assert all(v.dtype != torch.float32 for k, v in stored.items() if not k.endswith("::scale"))
     # The stored threshold is the best balanced accuracy on the out-of-fold predictions.
     rows = read_rows(out / "oof_predictions.csv")
     assert len(rows) == 16 and {r["fold"] for r in rows} == {"1", "2"}
@@ -298,3 +305,10 @@ def test_commands_are_registered_on_the_main_group() -> None:
     for name in ("train", "evaluate", "classify"):
         result = CliRunner().invoke(main, [name, "--help"])
         assert result.exit_code == 0 and "--out" in result.output
+
+
+def test_cli_train_refuses_fp16_with_another_precision(data_csv: Path, tmp_path: Path) -> None:
+    args = [str(data_csv), "--out", str(tmp_path / "b"), "--fp16", "--precision", "int8"]
+    result = CliRunner().invoke(train_cmd, args)
+    assert result.exit_code == 2 and "--fp16 and --precision int8 contradict each other" in result.output
+    assert not (tmp_path / "b").exists()

@@ -6,8 +6,9 @@ provenance and metrics. Weights are safetensors: nothing is ever unpickled.
 
 ``bundle.json`` also records each member file's SHA-256 (``member_sha256``, written by :func:`save_bundle`).
 :func:`load_bundle` checks every member before any slide is read: it must parse as safetensors, match its
-recorded SHA-256 (a bundle written before the hashes has none: nothing to check its bytes against) and hold
-only finite floating-point values (BatchNorm buffers included).
+recorded SHA-256 (a bundle written before the hashes has none: nothing to check its bytes against), hold
+only finite floating-point values (BatchNorm buffers included) and, when stored in int8, give every int8
+tensor its scale (``wsi_amf.precision``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Iterable, Mapping
 
 from .errors import BundleError, one_line
 from .files import atomic_path, atomic_write_text
+from .precision import decode, encode, layout_problem
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -285,6 +287,9 @@ def check_member(root: Path, name: str, sha256: str | None) -> None:
         raise BundleError(f"model bundle {root}: {name} does not match its recorded SHA-256 (the file is damaged or "
                           "was replaced); restore the bundle from its source, or retrain it")
     del data
+    problem = layout_problem({key: (view["dtype"] == "I8", tuple(view["shape"])) for key, view in tensors})
+    if problem is not None:
+        raise BundleError(f"model bundle {root}: {name}: {problem}; this member cannot be used")
     for key, view in tensors:
         bits = _NON_FINITE_BITS.get(str(view["dtype"]))
         if bits is not None and _has_non_finite(view["data"], *bits):
@@ -304,20 +309,17 @@ def _unreadable(root: Path, name: str, exc: BaseException) -> BundleError:
     return BundleError(f"model bundle {root}: {name} is not a readable safetensors file ({one_line(exc)})")
 
 
-def save_bundle(path: str | Path, config: BundleConfig, state_dicts: list[Mapping[str, Any]], *, fp16: bool = False) -> ModelBundle:
-    """Write a bundle: one safetensors file per member state dict, then ``bundle.json`` (atomically)."""
+def save_bundle(path: str | Path, config: BundleConfig, state_dicts: list[Mapping[str, Any]], *,
+                precision: str = "fp32") -> ModelBundle:
+    """Write a bundle: one safetensors file per member state dict (stored at ``precision``: ``fp32``, ``fp16``
+    or ``int8``, see :mod:`wsi_amf.precision`), then ``bundle.json`` (atomically)."""
     from safetensors.torch import save_file
 
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
     names = tuple(f"member-{k}.safetensors" for k in range(len(state_dicts)))
     for name, state in zip(names, state_dicts):
-        tensors = {}
-        for key, value in state.items():
-            t = value.detach().to("cpu").contiguous()
-            if fp16 and t.is_floating_point():
-                t = t.half()
-            tensors[key] = t.clone()
+        tensors = encode(state, precision)
         with atomic_path(root / name) as tmp:
             save_file(tensors, str(tmp))
     digests = {name: hashlib.sha256((root / name).read_bytes()).hexdigest() for name in names}
@@ -328,7 +330,7 @@ def save_bundle(path: str | Path, config: BundleConfig, state_dicts: list[Mappin
 
 
 def build_member(bundle: ModelBundle, index: int):  # -> torch.nn.Module
-    """Create the timm architecture and load member ``index``'s weights (float32, eval mode)."""
+    """Create the timm architecture and load member ``index``'s weights (float32 at any stored precision, eval mode)."""
     import timm
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -344,7 +346,11 @@ def build_member(bundle: ModelBundle, index: int):  # -> torch.nn.Module
     except (SafetensorError, OSError, ValueError) as exc:
         raise _unreadable(bundle.path, path.name, exc) from None
     try:
-        model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+        weights = decode(state)
+    except ValueError as exc:
+        raise BundleError(f"model bundle {bundle.path}: {path.name}: {exc}") from None
+    try:
+        model.load_state_dict(weights, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         detail = "; ".join(line.strip() for line in first[:2])

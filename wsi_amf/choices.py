@@ -29,5 +29,7 @@ CV_SCHEMES = ("kfold", "loco")
 LOSSES = ("bce", "focal")
 SAMPLERS = ("none", "balanced")
 OPTIMIZERS = ("adam", "adamw")
+#: How a bundle stores its members' weights (``--precision``; ``wsi_amf.precision``).
+PRECISIONS = ("fp32", "fp16", "int8")
 #: Training augmentations (``--augment``).
 AUGMENTATIONS = ("transpose", "hflip", "vflip", "shift_scale_rotate", "stain", "colour")

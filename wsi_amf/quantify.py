@@ -15,12 +15,16 @@ cross-validation (each scored by a member that never saw its slide):
 
 **Intervals** are percentile intervals of a bootstrap: each replicate resamples the reference's source
 slides (a cluster bootstrap: calibration map, rates and training prior are refitted on the resample) and the
-slide's own candidates (multinomially), and draws the slide's own rates around the reference's: TPR / FPR
+slide's own candidates (multinomially; ACC's share of calls from its Jeffreys posterior, which does not
+collapse when all candidates are called or none), and draws the slide's own rates around the reference's: TPR / FPR
 (ACC) and the class means of the calibrated probability (PACC) with their spread between the reference's
 folds and domains beyond sampling (``between_sd``), a shift of the slide's score logits for PCC and EM
 (``shift_sd``). A slide flagged as unlike the reference (its stain: ``domain_warning``) gets the spread
 between single source slides, much larger. A slide unlike the reference in ways stain does not show (another
-tumour type) can be off by more than its interval.
+tumour type) can be off by more than its interval. When every replicate of ACC or PACC is clipped at the
+estimate's bound (calls above every TPR the site-level spread allows, or below every FPR), the slide is
+taken as unlike the reference (the single-slide spread); when even that clips every replicate, the interval
+is [0, 1]: such candidates say nothing about the share.
 
 A slide enters as a :class:`ScoreHistogram` of its ensemble scores on a fixed grid (fine bins in logit space,
 split at the threshold): estimates are functions of it, so slides pool by adding histograms (the cohort's
@@ -440,6 +444,11 @@ def estimate_all(hist: ScoreHistogram, reference: Reference, methods: Sequence[s
     if by_rates:
         boot.update(_all_estimates(counts, called[None, :], rep.apply(hist.mean_score), rep.tpr_site, rep.fpr_site,
                                    rep.m1_site, rep.m0_site, rep.prior, by_rates))
+    if "acc" in methods:
+        # ACC's share of calls from its Jeffreys posterior, Beta(k + 1/2, n - k + 1/2): a resample of a slide
+        # whose candidates are all called, or none, would never vary (5 candidates, none called: not a share of 0
+        # for certain).
+        boot["acc"] = _adjust(rng.beta(k + 0.5, n - k + 0.5, size=len(rep.tpr)), rep.tpr_site, rep.fpr_site)
     by_shift = [m for m in methods if m not in ("acc", "pacc")]
     if by_shift:
         z = logit(hist.mean_score)
@@ -452,6 +461,13 @@ def estimate_all(hist: ScoreHistogram, reference: Reference, methods: Sequence[s
         share = float(point[m][0])
         lo, hi = (float(v) for v in np.quantile(boot[m], [0.025, 0.975]))
         lo, hi = min(lo, share), max(hi, share)
+        if m in ("acc", "pacc") and lo == hi and share in (0.0, 1.0):
+            # Every replicate clipped at the estimate's bound: no rates within a site's spread give these
+            # candidates' calls. The slide's rates are then those of a slide unlike the reference (the spread
+            # between single slides); when even those cannot give them, the calls do not bound the share at all
+            # (the summary's ratio_warning). An interval of zero width would claim the opposite.
+            wider = None if unlike else estimate_all(hist, reference, (m,), unlike=True)[m].ci95
+            lo, hi = wider if wider is not None else (0.0, 1.0)
         out[m] = ShareEstimate(m, n, k, share, (lo, hi), float(_odds(share)), (float(_odds(lo)), float(_odds(hi))),
                                corrected=m != "cc")
     return out

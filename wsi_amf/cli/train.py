@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import click
 
-from ..choices import CV_SCHEMES, DATASET_FORMATS, LOSSES, OPTIMIZERS, RECIPE_NAMES, SAMPLERS
+from ..choices import CV_SCHEMES, DATASET_FORMATS, LOSSES, OPTIMIZERS, PRECISIONS, RECIPE_NAMES, SAMPLERS
 from .options import device_option, handle_errors, patch_inference_options, set_threads, threads_option
 from .verbosity import echo_detail, echo_result, is_quiet
 
@@ -97,7 +97,10 @@ def dataset_options(f: F) -> F:
               help="Start from local weights (a timm checkpoint for --arch: .safetensors, .pth).")
 @device_option
 @threads_option
-@click.option("--fp16", is_flag=True, help="Store the members' weights in half precision.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
+              help="How the members' weights are stored: fp32, fp16 (half the size) or int8 (a quarter: int8 "
+                   "weights with a scale per output channel, restored to float32 when loaded).")
+@click.option("--fp16", is_flag=True, help="The same as --precision fp16.")
 @click.option("--force", is_flag=True, help="Start over: discard an interrupted run or overwrite a finished bundle.")
 @click.option("--name", default=None, help="Model name recorded in the bundle (default: the --out folder name).")
 @click.pass_context
@@ -111,6 +114,10 @@ def train_cmd(ctx: click.Context, data: Path, out: Path, recipe: str, **opts: An
     from ..training import train
 
     set_threads(opts.pop("threads"))
+    if opts.pop("fp16"):
+        if opts["precision"] not in ("fp32", "fp16"):
+            raise click.UsageError(f"--fp16 and --precision {opts['precision']} contradict each other; give one")
+        opts["precision"] = "fp16"
     changes = recipe_changes(opts)
     result = train(data, out, recipe=recipe, changes=changes, format=opts.pop("data_format"), quiet=is_quiet(ctx), **opts)
     m = result.metrics

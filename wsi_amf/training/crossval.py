@@ -23,7 +23,7 @@ import numpy as np
 
 from .._version import __version__
 from ..bundle import BUNDLE_FILE, ModelBundle
-from ..choices import CV_SCHEMES
+from ..choices import CV_SCHEMES, PRECISIONS
 from ..datasets import PatchDataset, load_dataset
 from ..errors import DatasetError, OptionError
 from ..inference.reports import headline, json_ready, metrics_report, write_json, write_predictions
@@ -73,7 +73,7 @@ def train(
     cv: str = "kfold",
     device: str = "auto",
     workers: int = 4,
-    fp16: bool = False,
+    precision: str = "fp32",
     force: bool = False,
     name: str | None = None,
     quiet: bool = False,
@@ -81,7 +81,8 @@ def train(
     """Train a cross-validated ensemble on ``data`` and write it as a bundle in ``out``.
 
     ``recipe``: ``"convnextv2"`` or ``"efficientvit"`` (or a ``Recipe``), with ``changes`` applied.
-    ``cv="loco"`` adds leave-one-domain-out runs over ``domain_column``. A rerun after an interruption
+    ``cv="loco"`` adds leave-one-domain-out runs over ``domain_column``. ``precision``: how the members'
+    weights are stored (``fp32``, ``fp16``, ``int8``: ``wsi_amf.precision``). A rerun after an interruption
     resumes; ``force`` starts over (and overwrites a finished bundle).
     """
     from ..ensemble import resolve_device
@@ -89,6 +90,8 @@ def train(
     started = now()
     rec = recipe.apply(changes) if isinstance(recipe, Recipe) else resolve_recipe(recipe, changes)
     out = _check_target(Path(out), cv, force)
+    if precision not in PRECISIONS:
+        raise OptionError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     dev = resolve_device(device)
     trainer.build_model(rec)  # fail fast (unknown --arch, weights that cannot be fetched) before any work
     ds = data if isinstance(data, PatchDataset) else load_dataset(
@@ -102,11 +105,12 @@ def train(
     provenance = _provenance(rec, ds, cv, loco_col, name=name or out.resolve().name, device=dev, started=started)
     loco = None
     if loco_col is not None:
-        loco = run_loco(ds, loco_col, rec, store, out=out, provenance=provenance, device=dev, fp16=fp16, quiet=quiet)
+        loco = run_loco(ds, loco_col, rec, store, out=out, provenance=provenance, device=dev, precision=precision,
+                        quiet=quiet)
     run = cross_validate(ds, np.arange(len(ds)), rec, store, key="all", label="all data", seed_base=rec.seed,
                          device=dev, quiet=quiet)
     provenance.update(seeds={"base": rec.seed, "split": rec.seed, "folds": list(run.seeds)}, finished=now())
-    result = _finish(out, rec, ds, run, loco, provenance, cv=cv, fp16=fp16)
+    result = _finish(out, rec, ds, run, loco, provenance, cv=cv, precision=precision)
     store.remove()
     return result
 
@@ -148,7 +152,7 @@ def _provenance(rec: Recipe, ds: PatchDataset, cv: str, loco_col: str | None, *,
 
 
 def _finish(out: Path, rec: Recipe, ds: PatchDataset, run: CVRun, loco: LocoOutcome | None,
-            provenance: Mapping[str, Any], *, cv: str, fp16: bool) -> TrainResult:
+            provenance: Mapping[str, Any], *, cv: str, precision: str) -> TrainResult:
     """Threshold, metrics, the bundle and the reports of a finished run."""
     threshold = best_balanced_accuracy_threshold(ds.labels, run.oof)
     report = metrics_report(ds.labels, run.oof, threshold, domains=ds.domains)
@@ -158,7 +162,7 @@ def _finish(out: Path, rec: Recipe, ds: PatchDataset, run: CVRun, loco: LocoOutc
         metrics["loco"] = loco_summary(provenance["cv"]["loco_column"], loco)
     config = replace(bundle_config(rec, ds, run, threshold, provenance, json_ready(_summary(metrics, loco))),
                      quantification=quantification_block(ds, run.oof, run.fold_of, threshold))
-    bundle = write_bundle(out, config, run, fp16=fp16)
+    bundle = write_bundle(out, config, run, precision=precision)
     files = {"loco_predictions": loco.predictions} if loco is not None else {}
     files.update(bundle=out / BUNDLE_FILE, metrics=out / "metrics.json", oof=out / "oof_predictions.csv")
     write_json(files["metrics"], metrics)

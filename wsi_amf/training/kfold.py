@@ -149,9 +149,9 @@ def bundle_config(recipe: Recipe, data: PatchDataset, run: CVRun, threshold: flo
     )
 
 
-def write_bundle(out: Path, config: BundleConfig, run: CVRun, *, fp16: bool) -> ModelBundle:
+def write_bundle(out: Path, config: BundleConfig, run: CVRun, *, precision: str) -> ModelBundle:
     """Save ``run``'s fold models as the bundle in ``out``; member files left from a larger run are removed."""
-    bundle = save_bundle(out, config, list(run.states), fp16=fp16)
+    bundle = save_bundle(out, config, list(run.states), precision=precision)
     for stale in out.glob("member-*.safetensors"):
         if stale.name not in bundle.config.members:
             stale.unlink()

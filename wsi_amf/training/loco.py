@@ -64,7 +64,7 @@ def _slug(value: str) -> str:
 
 
 def run_loco(ds: PatchDataset, column: str, rec: Recipe, store: FoldStore, *, out: Path, provenance: Mapping[str, Any],
-             device: str, fp16: bool, quiet: bool) -> LocoOutcome:
+             device: str, precision: str, quiet: bool) -> LocoOutcome:
     """For each value of ``column``: a k-fold ensemble on the other values, scored on the held-out one."""
     metrics: dict[str, Any] = {}
     bundles: dict[str, ModelBundle] = {}
@@ -84,7 +84,7 @@ def run_loco(ds: PatchDataset, column: str, rec: Recipe, store: FoldStore, *, ou
         sub_prov = {**provenance, "name": f"{provenance['name']} without {column}={value}", "seeds": list(run.seeds),
                     "heldout": {column: value}, "finished": now()}
         sub_cfg = bundle_config(rec, ds, run, t, sub_prov, json_ready({"heldout": headline(scores), "inner_oof": inner}))
-        bundles[value] = write_bundle(out / "loco" / _slug(value), sub_cfg, run, fp16=fp16)
+        bundles[value] = write_bundle(out / "loco" / _slug(value), sub_cfg, run, precision=precision)
         held.append(_HeldOut(value, ho_idx, run.extra, t))
         log.info("held-out %s=%s: balanced accuracy %s, ROC AUC %s", column, value, scores["balanced_accuracy"],
                  scores["roc_auc"])
