@@ -8,7 +8,7 @@
   small convolutions of the early stages, where rounding errors grow most through the network. Nothing is
   quantised at inference: :func:`decode` restores float32 weights, and the engines run them as before.
 
-  On the built-in model (EfficientNet-Lite0), int8 holds 83 % of the values: a member is 4.0 MB (fp16
+  On the built-in model (EfficientNet-Lite0), int8 holds 83 % of the values: a member is 4.1 MB (fp16
   6.9 MB). Its logits differ from fp32 by 0.027 on average (fp16: 0.011; everything in int8, 3.6 MB:
   0.092), against a spread of 2.0 across figures. ``tests/test_default_model.py`` checks the built-in
   model's recorded out-of-fold figures on the weights it ships.

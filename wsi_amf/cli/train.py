@@ -98,8 +98,8 @@ def dataset_options(f: F) -> F:
 @device_option
 @threads_option
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
-              help="How the members' weights are stored: fp32, fp16 (half the size) or int8 (a quarter: int8 "
-                   "weights with a scale per output channel, restored to float32 when loaded).")
+              help="How the members' weights are stored: fp32, fp16 (half the size) or int8 (about 0.3: the "
+                   "large weights in int8 with a scale per output channel, the rest fp16; float32 when loaded).")
 @click.option("--fp16", is_flag=True, help="The same as --precision fp16.")
 @click.option("--force", is_flag=True, help="Start over: discard an interrupted run or overwrite a finished bundle.")
 @click.option("--name", default=None, help="Model name recorded in the bundle (default: the --out folder name).")
