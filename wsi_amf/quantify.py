@@ -440,14 +440,13 @@ def estimate_all(hist: ScoreHistogram, reference: Reference, methods: Sequence[s
     # ACC and PACC: the screened set's rates drawn around the reference's; PCC and EM (which use the whole
     # score distribution): the screened set's scores shifted.
     boot: dict[str, np.ndarray] = {}
-    by_rates = [m for m in methods if m in ("acc", "pacc")]
-    if by_rates:
-        boot.update(_all_estimates(counts, called[None, :], rep.apply(hist.mean_score), rep.tpr_site, rep.fpr_site,
-                                   rep.m1_site, rep.m0_site, rep.prior, by_rates))
+    if "pacc" in methods:
+        boot["pacc"] = _all_estimates(counts, called[None, :], rep.apply(hist.mean_score), rep.tpr_site,
+                                      rep.fpr_site, rep.m1_site, rep.m0_site, rep.prior, ("pacc",))["pacc"]
     if "acc" in methods:
-        # ACC's share of calls from its Jeffreys posterior, Beta(k + 1/2, n - k + 1/2): a resample of a slide
-        # whose candidates are all called, or none, would never vary (5 candidates, none called: not a share of 0
-        # for certain).
+        # ACC's share of calls from its Jeffreys posterior, Beta(k + 1/2, n - k + 1/2), not from the resample
+        # above: a resample of a slide whose candidates are all called, or none, would never vary (5 candidates,
+        # none called: not a share of 0 for certain).
         boot["acc"] = _adjust(rng.beta(k + 0.5, n - k + 0.5, size=len(rep.tpr)), rep.tpr_site, rep.fpr_site)
     by_shift = [m for m in methods if m not in ("acc", "pacc")]
     if by_shift:
